@@ -1,0 +1,1 @@
+"""Identities, login, OAuth2/SMART tokens, roles, consent and the per-actor repository (issue 3)."""

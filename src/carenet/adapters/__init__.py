@@ -1,0 +1,1 @@
+"""External systems behind small interfaces, each with an embedded default."""

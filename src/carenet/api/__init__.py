@@ -1,0 +1,1 @@
+"""The HTTP application: FHIR REST under /fhir, health and docs."""

@@ -1,0 +1,282 @@
+"""The FastAPI application: FHIR REST under /fhir, framing only.
+
+Routes turn HTTP into a ``FhirRequest``, run ``fhir_rest.execute`` in one unit of work and turn
+the ``FhirResponse`` back into HTTP. They hold no FHIR logic and check no permissions.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from enum import Enum
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from carenet import FHIR_VERSION, __version__
+from carenet.api.fhir_rest import FhirRequest, FhirResponse, Prefer, execute
+from carenet.config import Settings
+from carenet.fhir import outcomes
+from carenet.fhir.jsonparse import parse_json
+from carenet.fhir.outcomes import OperationOutcomeError
+from carenet.store.uow import Store
+
+log = logging.getLogger(__name__)
+
+FHIR_JSON = "application/fhir+json"
+_JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir", "text/json"}
+_FORMAT_OK = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
+
+
+class FhirJSONResponse(Response):
+    media_type = f"{FHIR_JSON}; charset=utf-8"
+
+    def __init__(
+        self,
+        content: Any,
+        status_code: int = 200,
+        headers: dict[str, str] | None = None,
+        pretty: bool = False,
+    ) -> None:
+        self.pretty = pretty
+        super().__init__(content, status_code=status_code, headers=headers)
+
+    def render(self, content: Any) -> bytes:
+        if content is None:
+            return b""
+        return orjson.dumps(content, option=orjson.OPT_INDENT_2 if self.pretty else 0)
+
+
+def outcome_response(err: OperationOutcomeError) -> FhirJSONResponse:
+    return FhirJSONResponse(err.to_outcome(), status_code=err.status, headers=err.headers or None)
+
+
+def create_app(settings: Settings, store: Store) -> FastAPI:
+    app = FastAPI(
+        title="CareNet FHIR R4 API",
+        version=__version__,
+        description=(
+            "CareNet 互联网+医疗健康 platform. FHIR R4 (4.0.1) REST API under /fhir: read, vread, "
+            "create, update, patch, delete, conditional interactions, history, search, batch and "
+            "transaction. The CapabilityStatement at /fhir/metadata states exactly what is supported."
+        ),
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.store = store
+
+    @app.exception_handler(OperationOutcomeError)
+    async def _ooe(_: Request, exc: OperationOutcomeError) -> Response:
+        return outcome_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _rve(_: Request, exc: RequestValidationError) -> Response:
+        return outcome_response(outcomes.bad_request(f"Invalid request: {exc.errors()!r}"[:1000]))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        code = "not-found" if exc.status_code == 404 else "processing"
+        return outcome_response(
+            OperationOutcomeError(exc.status_code, [outcomes.Issue("error", code, str(exc.detail))])
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        incident = uuid.uuid4().hex
+        log.exception("unexpected error", extra={"incident": incident})
+        return outcome_response(
+            OperationOutcomeError(
+                500, [outcomes.Issue("fatal", "exception", f"Internal error; incident {incident}")]
+            )
+        )
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "fhirVersion": FHIR_VERSION}
+
+    def handle(request: Request, path: str, body: bytes) -> Response:
+        return _handle(settings, store, request, path, body)
+
+    _register_fhir_routes(app, handle)
+    return app
+
+
+def _register_fhir_routes(app: FastAPI, handle: Any) -> None:
+    """Explicit routes (for readable OpenAPI docs), all served by the same handler."""
+
+    async def run(request: Request, path: str) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        body = await request.body()
+        return await run_in_threadpool(handle, request, path, body)
+
+    tags: list[str | Enum] = ["FHIR R4"]
+
+    @app.get("/fhir/metadata", tags=tags, summary="CapabilityStatement")
+    async def metadata(request: Request) -> Response:
+        return await run(request, "metadata")
+
+    @app.api_route(
+        "/fhir",
+        methods=["GET", "POST"],
+        tags=tags,
+        summary="System search (GET) or batch/transaction Bundle (POST)",
+    )
+    async def base(request: Request) -> Response:
+        return await run(request, "")
+
+    @app.get("/fhir/_history", tags=tags, summary="System history")
+    async def system_history(request: Request) -> Response:
+        return await run(request, "_history")
+
+    @app.api_route(
+        "/fhir/{resource_type}",
+        methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+        tags=tags,
+        summary="Search (GET), create (POST), conditional update/delete/patch",
+    )
+    async def type_level(request: Request, resource_type: str) -> Response:
+        return await run(request, resource_type)
+
+    @app.api_route(
+        "/fhir/{resource_type}/_search",
+        methods=["GET", "POST"],
+        tags=tags,
+        summary="Search (POST with form body)",
+    )
+    async def type_search(request: Request, resource_type: str) -> Response:
+        return await run(request, f"{resource_type}/_search")
+
+    @app.get("/fhir/{resource_type}/_history", tags=tags, summary="Type history")
+    async def type_history(request: Request, resource_type: str) -> Response:
+        return await run(request, f"{resource_type}/_history")
+
+    @app.api_route(
+        "/fhir/{resource_type}/{res_id}",
+        methods=["GET", "PUT", "DELETE", "PATCH"],
+        tags=tags,
+        summary="Read, update, delete, patch",
+    )
+    async def instance(request: Request, resource_type: str, res_id: str) -> Response:
+        return await run(request, f"{resource_type}/{res_id}")
+
+    @app.get("/fhir/{resource_type}/{res_id}/_history", tags=tags, summary="Instance history")
+    async def instance_history(request: Request, resource_type: str, res_id: str) -> Response:
+        return await run(request, f"{resource_type}/{res_id}/_history")
+
+    @app.get(
+        "/fhir/{resource_type}/{res_id}/_history/{vid}", tags=tags, summary="Version read (vread)"
+    )
+    async def vread(request: Request, resource_type: str, res_id: str, vid: str) -> Response:
+        return await run(request, f"{resource_type}/{res_id}/_history/{vid}")
+
+
+def _negotiate(request: Request, params: list[tuple[str, str]]) -> None:
+    fmt = next((v for k, v in params if k == "_format"), None)
+    if fmt is not None and fmt.split(";")[0].strip().lower() not in _FORMAT_OK:
+        raise outcomes.not_acceptable(
+            f"_format {fmt!r} is not supported; this server speaks application/fhir+json"
+        )
+    accept = request.headers.get("accept")
+    if accept and fmt is None:
+        types = [a.split(";")[0].strip().lower() for a in accept.split(",")]
+        if not any(t in _JSON_TYPES or t in ("*/*", "application/*") for t in types):
+            raise outcomes.not_acceptable(
+                f"Accept {accept!r} is not supported; this server speaks application/fhir+json"
+            )
+
+
+def _parse_body(
+    request: Request, method: str, path: str, body: bytes, settings: Settings
+) -> tuple[Any, str | None]:
+    if method not in ("POST", "PUT", "PATCH"):
+        return None, None
+    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if len(body) > settings.max_body_bytes:
+        raise OperationOutcomeError(
+            413,
+            [
+                outcomes.Issue(
+                    "error", "too-costly", f"Request body over {settings.max_body_bytes} bytes"
+                )
+            ],
+        )
+    if method == "POST" and path.endswith("_search"):
+        if ctype not in ("", "application/x-www-form-urlencoded"):
+            raise outcomes.unsupported_media_type(
+                f"POST _search takes application/x-www-form-urlencoded, not {ctype!r}"
+            )
+        try:
+            return parse_qsl(
+                body.decode("utf-8"), keep_blank_values=True, strict_parsing=False
+            ), ctype
+        except UnicodeDecodeError as exc:
+            raise outcomes.bad_request("The form body is not UTF-8") from exc
+    allowed = _JSON_TYPES | ({"application/json-patch+json"} if method == "PATCH" else set())
+    if ctype and ctype not in allowed:
+        raise outcomes.unsupported_media_type(
+            f"Content-Type {ctype!r} is not supported; send application/fhir+json"
+        )
+    if not body.strip():
+        raise outcomes.bad_request("The request body is empty", code="required")
+    return parse_json(body), ctype or None
+
+
+def _handle(settings: Settings, store: Store, request: Request, path: str, body: bytes) -> Response:
+    params = parse_qsl(request.url.query, keep_blank_values=True)
+    pretty = any(k == "_pretty" and v == "true" for k, v in params)
+    try:
+        _negotiate(request, params)
+        method = request.method.upper()
+        parsed, ctype = _parse_body(request, method, path, body, settings)
+        req = FhirRequest(
+            method=method,
+            path=path,
+            params=params,
+            body=parsed,
+            if_match=request.headers.get("if-match"),
+            if_none_exist=request.headers.get("if-none-exist"),
+            if_none_match=request.headers.get("if-none-match"),
+            prefer=Prefer.parse(request.headers.get("prefer")),
+            base=settings.fhir_base,
+            content_type=ctype,
+        )
+        resp = _run(store, req)
+    except OperationOutcomeError as err:
+        return outcome_response(err)
+    return FhirJSONResponse(resp.body, status_code=resp.status, headers=resp.headers, pretty=pretty)
+
+
+def _run(store: Store, req: FhirRequest) -> FhirResponse:
+    attempts = 3
+    for attempt in range(attempts):
+        try:
+            with store.unit_of_work() as uow:
+                resp = execute(uow.repo, req)
+                uow.commit()
+                return resp
+        except DBAPIError as exc:
+            # A deadlock or serialisation failure between concurrent transactions: nothing was
+            # written; retry a couple of times, then tell the client to retry.
+            if _is_retryable(exc) and attempt < attempts - 1:
+                continue
+            if _is_retryable(exc):
+                raise outcomes.conflict(
+                    "The database was busy with a conflicting change; retry the request"
+                ) from exc
+            raise
+    raise AssertionError("unreachable")
+
+
+def _is_retryable(exc: DBAPIError) -> bool:
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    if code in ("40001", "40P01", "23505"):
+        return True
+    return "database is locked" in str(exc)

@@ -1,0 +1,97 @@
+"""The CapabilityStatement at /fhir/metadata: states exactly what this server supports."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from carenet import FHIR_VERSION, __version__
+from carenet.fhir.definitions import resource_types
+from carenet.fhir.searchparams import params_for
+
+_INTERACTIONS = [
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+]
+_SEARCH_TYPES_LISTED = True
+
+
+@lru_cache(maxsize=4)
+def _resources() -> list[dict[str, Any]]:
+    out = []
+    for rt in sorted(resource_types()):
+        params = params_for(rt)
+        entry: dict[str, Any] = {
+            "type": rt,
+            "interaction": [{"code": c} for c in _INTERACTIONS],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalRead": "not-supported",
+            "conditionalUpdate": True,
+            "conditionalDelete": "single",
+            "referencePolicy": ["literal", "logical"],
+            "searchInclude": sorted(
+                {f"{rt}:{p.code}" for p in params.values() if p.type == "reference"} | {"*"}
+            ),
+            "searchRevInclude": ["*"],
+            "searchParam": [
+                {
+                    "name": p.code,
+                    "type": p.type,
+                    **({"definition": p.url} if getattr(p, "url", None) else {}),
+                }
+                for p in sorted(params.values(), key=lambda p: p.code)
+            ],
+        }
+        out.append(entry)
+    return out
+
+
+def capability_statement(base: str) -> dict[str, Any]:
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-22",
+        "publisher": "CareNet",
+        "kind": "instance",
+        "software": {"name": "CareNet", "version": __version__},
+        "implementation": {"description": "CareNet FHIR R4 server", "url": base},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": (
+                    "Search: string (default starts-with, :exact, :contains), token (:not, :text), date "
+                    "(eq ne lt gt le ge sa eb ap), reference (:Type, chaining one level), quantity, number, "
+                    "uri; _id _lastUpdated _tag _profile _security; :missing; _sort _count _total "
+                    "_include _revinclude (:iterate) _has _summary=count _elements. Prefer: return=minimal|"
+                    "representation|OperationOutcome, handling=strict|lenient."
+                ),
+                "resource": _resources(),
+                "interaction": [
+                    {"code": "transaction"},
+                    {"code": "batch"},
+                    {"code": "search-system"},
+                    {"code": "history-system"},
+                ],
+                "searchParam": [
+                    {"name": "_id", "type": "token"},
+                    {"name": "_lastUpdated", "type": "date"},
+                    {"name": "_tag", "type": "token"},
+                    {"name": "_profile", "type": "uri"},
+                    {"name": "_security", "type": "token"},
+                ],
+            }
+        ],
+    }

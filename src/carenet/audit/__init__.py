@@ -1,0 +1,1 @@
+"""The AuditEvent hash chain: append, verify, query (issue 3)."""

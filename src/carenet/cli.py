@@ -1,0 +1,221 @@
+"""The ``carenet`` command: serve, migrate, demo, load and bench."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from carenet.config import Settings, get_settings
+
+app = typer.Typer(
+    help="CareNet 互联网+医疗健康 platform", no_args_is_help=True, add_completion=False
+)
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (CARENET_DATABASE_URL)."""
+    from carenet.store.migrate import upgrade
+
+    s = _settings()
+    upgrade(s.database_url)
+    console.print(f"[green]database migrated[/green] ({_safe_url(s.database_url)})")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="interface to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port")] = None,
+    workers: Annotated[int, typer.Option(help="worker processes (PostgreSQL only)")] = 1,
+) -> None:
+    """Serve the portals and the FHIR API (http://HOST:PORT/fhir, docs at /docs)."""
+    import uvicorn
+
+    s = _settings()
+    h = host or s.host
+    p = port or s.port
+    console.print(
+        f"CareNet serving FHIR R4 at [bold]http://{h}:{p}/fhir[/bold] — API docs at http://{h}:{p}/docs"
+    )
+    if workers > 1:
+        uvicorn.run(
+            "carenet.bootstrap:build_app",
+            factory=True,
+            host=h,
+            port=p,
+            workers=workers,
+            log_level="warning",
+        )
+    else:
+        from carenet.bootstrap import build_app
+
+        uvicorn.run(build_app(s), host=h, port=p, log_level="info")
+
+
+@app.command()
+def demo(seed: Annotated[int, typer.Option(help="random seed of the demo region")] = 2026) -> None:
+    """Load the demo region (institutions, practitioners, patients). Loading twice adds nothing."""
+    from carenet.demo.region import demo_bundles, summary
+
+    bundles = demo_bundles(seed=seed)
+    counts = summary(bundles)
+    _post_bundles(bundles, "demo region")
+    console.print(
+        "[green]demo region loaded[/green]: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    )
+
+
+@app.command()
+def load(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Bundle .json files, .ndjson files, or folders of them")
+    ],
+    batch_size: Annotated[int, typer.Option(help="resources per transaction for NDJSON")] = 500,
+) -> None:
+    """Load FHIR data: transaction/batch Bundles, other Bundles (entries stored), NDJSON."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.suffix in (".json", ".ndjson")))
+        elif p.exists():
+            files.append(p)
+        else:
+            console.print(f"[red]no such file or folder: {p}[/red]")
+            raise typer.Exit(2)
+    bundles: list[dict[str, Any]] = []
+    for f in files:
+        bundles.extend(_bundles_from_file(f, batch_size))
+    ok = _post_bundles(bundles, "loading")
+    console.print(f"[green]loaded[/green] {ok} of {len(bundles)} bundles from {len(files)} files")
+    if ok != len(bundles):
+        raise typer.Exit(1)
+
+
+def _bundles_from_file(f: Path, batch_size: int) -> list[dict[str, Any]]:
+    from carenet.fhir.jsonparse import parse_json
+
+    raw = f.read_bytes()
+    if f.suffix == ".ndjson":
+        resources = [parse_json(line) for line in raw.splitlines() if line.strip()]
+    else:
+        doc = parse_json(raw)
+        if (
+            isinstance(doc, dict)
+            and doc.get("resourceType") == "Bundle"
+            and doc.get("type") in ("transaction", "batch")
+        ):
+            return [doc]
+        if (
+            isinstance(doc, dict)
+            and doc.get("resourceType") == "Bundle"
+            and doc.get("type") == "collection"
+        ):
+            resources = [
+                e["resource"]
+                for e in doc.get("entry", [])
+                if isinstance(e, dict) and "resource" in e
+            ]
+        else:
+            resources = [doc]
+    out = []
+    for i in range(0, len(resources), batch_size):
+        entries = []
+        for r in resources[i : i + batch_size]:
+            if r.get("id"):
+                entries.append(
+                    {
+                        "resource": r,
+                        "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
+                    }
+                )
+            else:
+                entries.append(
+                    {"resource": r, "request": {"method": "POST", "url": r["resourceType"]}}
+                )
+        out.append({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    return out
+
+
+def _post_bundles(bundles: list[dict[str, Any]], label: str) -> int:
+    """Run each Bundle through the same code path as POST /fhir, each in one transaction."""
+    from carenet.api.fhir_rest import FhirRequest, execute
+    from carenet.bootstrap import build_store
+    from carenet.fhir.outcomes import OperationOutcomeError
+    from carenet.store.migrate import upgrade
+
+    s = _settings()
+    upgrade(s.database_url)
+    store = build_store(s)
+    ok = 0
+    total = sum(len(b.get("entry", [])) for b in bundles)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        for b in bundles:
+            try:
+                with store.unit_of_work() as uow:
+                    execute(uow.repo, FhirRequest(method="POST", path="", body=b, base=s.fhir_base))
+                    uow.commit()
+                ok += 1
+            except OperationOutcomeError as err:
+                console.print(f"[red]bundle refused ({err.status})[/red]: {str(err)[:500]}")
+            bar.advance(task, len(b.get("entry", [])))
+    store.engine.dispose()
+    return ok
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(
+    ctx: typer.Context, which: Annotated[str, typer.Argument(help="ingest | latency")]
+) -> None:
+    """Run a benchmark from bench/ (results go to bench/RESULTS.md). Extra options pass through."""
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root))
+    import importlib
+
+    try:
+        module = importlib.import_module(f"bench.{which}")
+    except ModuleNotFoundError as exc:
+        console.print(f"[red]no benchmark named {which!r}[/red] ({exc})")
+        raise typer.Exit(2) from exc
+    raise typer.Exit(module.main(list(ctx.args)))
+
+
+@app.command("export-capability")
+def export_capability() -> None:
+    """Print the CapabilityStatement (for documentation)."""
+    from carenet.api.capability import capability_statement
+
+    sys.stdout.write(
+        orjson.dumps(
+            capability_statement(_settings().fhir_base), option=orjson.OPT_INDENT_2
+        ).decode()
+        + "\n"
+    )
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+if __name__ == "__main__":
+    app()

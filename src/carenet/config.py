@@ -1,0 +1,42 @@
+"""Settings: the one place that reads the environment (variables prefixed ``CARENET_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CARENET_", env_file=None, extra="ignore")
+
+    env: Literal["development", "demo", "test", "production"] = "development"
+    # SQLite file in the working directory by default; or postgresql://user@host:port/db.
+    database_url: str = "sqlite:///carenet.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # The public base of this node, used in fullUrls and paging links.
+    base_url: str = "http://127.0.0.1:8000"
+    # Stable name of this node in a region (meta.source of everything written here).
+    node_id: str = "local"
+    timezone: str = "Asia/Shanghai"
+    search_default_count: Annotated[int, Field(ge=1)] = 20
+    search_max_count: Annotated[int, Field(ge=1)] = 1000
+    # Largest request body accepted, in bytes (a transaction Bundle of a few thousand entries).
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
+    log_level: str = "INFO"
+
+    @property
+    def fhir_base(self) -> str:
+        return self.base_url.rstrip("/") + "/fhir"
+
+    @property
+    def node_source(self) -> str:
+        return f"urn:carenet:node:{self.node_id}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

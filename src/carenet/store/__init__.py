@@ -1,0 +1,1 @@
+"""Persistence: engine, schema, repository (CRUD, versions, history), search, unit of work."""

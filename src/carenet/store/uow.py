@@ -1,0 +1,77 @@
+"""Unit of work: one user action, one database transaction (DESIGN.md principle 2)."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy import Connection, Engine
+
+from carenet.store.repository import Repository
+
+
+class UnitOfWork:
+    """``with UnitOfWork(store) as uow: ...; uow.commit()`` — rolls back unless committed."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._conn: Connection | None = None
+        self.repo: Repository
+
+    def __enter__(self) -> UnitOfWork:
+        self._conn = self.store.engine.connect()
+        self._conn.begin()
+        self.repo = self.store.repository(self._conn)
+        return self
+
+    def commit(self) -> None:
+        assert self._conn is not None
+        self.repo.flush()
+        self._conn.commit()
+
+    def rollback(self) -> None:
+        if self._conn is not None and self._conn.in_transaction():
+            self._conn.rollback()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.rollback()
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class Store:
+    """The database behind a node: engine plus the settings its repositories need."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        source: str,
+        tz: str,
+        default_count: int = 20,
+        max_count: int = 1000,
+    ) -> None:
+        self.engine = engine
+        self.source = source
+        self.tz = tz
+        self.default_count = default_count
+        self.max_count = max_count
+
+    def repository(self, conn: Connection) -> Repository:
+        return Repository(
+            conn,
+            source=self.source,
+            tz=self.tz,
+            default_count=self.default_count,
+            max_count=self.max_count,
+        )
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self)

@@ -1,0 +1,1 @@
+"""The portal shell: layout, navigation per role, login pages, static assets."""

@@ -1,0 +1,92 @@
+"""Hand-compiled FHIRPath accessors for search expressions, and the fhirpathpy fallback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from carenet.fhir import extract
+from carenet.fhir.searchparams import params_for, resource_types
+
+OBS: dict[str, Any] = {
+    "resourceType": "Observation",
+    "subject": {"reference": "Patient/p1"},
+    "performer": [
+        {"reference": "Practitioner/d1"},
+        {"reference": "http://x.org/fhir/Organization/o1"},
+    ],
+    "valueQuantity": {"value": 5.4, "unit": "mg"},
+    "effectivePeriod": {"start": "2020"},
+    "component": [{"code": {"text": "a"}, "valueString": "s"}],
+}
+
+
+def test_choice_types_resolve_to_their_typed_keys() -> None:
+    assert extract.evaluate(OBS, "(Observation.value as Quantity)") == [
+        {"value": 5.4, "unit": "mg"}
+    ]
+    assert extract.evaluate(OBS, "Observation.value.as(Quantity)") == [{"value": 5.4, "unit": "mg"}]
+    assert extract.evaluate(OBS, "(Observation.value as CodeableConcept)") == []
+    assert extract.evaluate(OBS, "Observation.effective") == [{"start": "2020"}]
+    assert extract.evaluate(OBS, "Observation.component.value") == ["s"]
+
+
+def test_where_resolve_is_filters_by_reference_type() -> None:
+    assert extract.evaluate(OBS, "Observation.subject.where(resolve() is Patient)") == [
+        {"reference": "Patient/p1"}
+    ]
+    assert extract.evaluate(OBS, "Observation.subject.where(resolve() is Group)") == []
+    assert extract.evaluate(OBS, "Observation.performer.where(resolve() is Organization)") == [
+        {"reference": "http://x.org/fhir/Organization/o1"}
+    ]
+
+
+def test_where_equals_extension_exists_and_index() -> None:
+    pat = {
+        "resourceType": "Patient",
+        "telecom": [{"system": "phone", "value": "1"}, {"system": "email", "value": "e"}],
+        "extension": [{"url": "u1", "valueString": "v1"}, {"url": "u2", "valueString": "v2"}],
+        "deceasedBoolean": False,
+    }
+    assert extract.evaluate(pat, "Patient.telecom.where(system='email')") == [
+        {"system": "email", "value": "e"}
+    ]
+    assert extract.evaluate(pat, "Patient.extension('u2').value") == ["v2"]
+    assert extract.evaluate(pat, "Patient.telecom.exists()") == [True]
+    assert extract.evaluate(pat, "Patient.link.exists()") == [False]
+    assert extract.evaluate(pat, "Patient.telecom[1].value") == ["e"]
+    assert extract.evaluate(pat, "Patient.deceased.exists() and Patient.deceased != false") == [
+        False
+    ]
+    assert extract.evaluate(
+        {**pat, "deceasedDateTime": "2020", "deceasedBoolean": None},
+        "Patient.deceased.exists() and Patient.deceased != false",
+    ) == [True]
+
+
+def test_parenthesised_cast_then_path() -> None:
+    obs = {"resourceType": "Observation", "valueCodeableConcept": {"text": "neg"}}
+    assert extract.evaluate(obs, "(Observation.value as CodeableConcept).text") == ["neg"]
+
+
+def test_union_and_unsupported_expression_falls_back_to_fhirpathpy() -> None:
+    assert extract.evaluate(OBS, "Observation.subject | Observation.performer[0]") == [
+        {"reference": "Patient/p1"},
+        {"reference": "Practitioner/d1"},
+    ]
+    # count() is outside the compiled subset.
+    assert extract.evaluate(OBS, "Observation.performer.count()") == [2]
+
+
+def test_every_r4_expression_compiles_without_error() -> None:
+    for rtype in resource_types():
+        for p in params_for(rtype).values():
+            if p.expression and p.type != "composite":
+                fn = extract.compile_expression(p.expression, rtype)
+                assert fn({"resourceType": rtype}) in ([], [False]), (rtype, p.code)
+
+
+@pytest.mark.parametrize("expr", ["Observation.where(", "Observation..code"])
+def test_broken_expressions_extract_nothing(expr: str) -> None:
+    assert extract.evaluate(OBS, expr) == []
