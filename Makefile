@@ -1,5 +1,7 @@
 # CareNet: `make run` sets everything up and serves http://127.0.0.1:8000; `make test` runs every test.
-PYTHON ?= $(shell command -v python3.12 || command -v python3.11 || command -v python3)
+# The first Python >= 3.11 that really runs (a pyenv shim may exist for a version not selected).
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; done)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -7,7 +9,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: run test install lint typecheck unit integration bench clean
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "CareNet needs Python >= 3.11")'
+	@test -n "$(PYTHON)" || { echo "CareNet needs Python >= 3.11 (set PYTHON=/path/to/python3.11)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
