@@ -132,12 +132,13 @@ def _compile_sd(
 ) -> dict[str, Any]:
     root = sd["type"]
     elements: dict[str, Any] = {}
-    for el in sd["snapshot"]["element"]:
+    for position, el in enumerate(sd["snapshot"]["element"]):
         path: str = el["path"]
         if path == root:
             continue
         rel = path[len(root) + 1 :]
-        entry: dict[str, Any] = {"n": el.get("min", 0)}
+        # "o": the snapshot position; the file's keys are sorted, so order is kept here.
+        entry: dict[str, Any] = {"n": el.get("min", 0), "o": position}
         mx = el.get("max", "*")
         entry["x"] = -1 if mx == "*" else int(mx)
         base_max = el.get("base", {}).get("max", mx)

@@ -26,7 +26,8 @@ class ElementDefinition:
     ``is_array`` tells the JSON shape (from the base definition's max); ``types`` are FHIR type
     codes (several for a choice ``[x]`` element); ``targets`` maps Reference/canonical to the
     allowed target type names; ``content_reference`` is the relative path whose definition this
-    element reuses; ``value_set`` is the URL of a required, enumerable binding.
+    element reuses; ``value_set`` is the URL of a required, enumerable binding; ``order`` is
+    the element's position in the type's snapshot (``elements`` lists them by path).
     """
 
     path: str
@@ -37,6 +38,7 @@ class ElementDefinition:
     targets: tuple[tuple[str, tuple[str, ...]], ...]
     content_reference: str | None
     value_set: str | None
+    order: int = 0
 
     @property
     def name(self) -> str:
@@ -96,7 +98,10 @@ def is_known_type(name: str) -> bool:
 
 @lru_cache(maxsize=512)
 def elements(type_name: str) -> tuple[ElementDefinition, ...]:
-    """All elements of a resource or complex type, in snapshot order (empty if unknown)."""
+    """All elements of a resource or complex type, sorted by path (empty if unknown).
+
+    ``ElementDefinition.order`` gives the snapshot order, which profiles must follow.
+    """
     spec = _data()["types"].get(type_name)
     if spec is None:
         return ()
@@ -112,6 +117,7 @@ def elements(type_name: str) -> tuple[ElementDefinition, ...]:
                 targets=tuple((k, tuple(v)) for k, v in sorted(e.get("r", {}).items())),
                 content_reference=e.get("c"),
                 value_set=e.get("b"),
+                order=e.get("o", 0),
             )
         )
     return tuple(out)

@@ -1,0 +1,129 @@
+"""The `carenet` command on a real database: migrate, demo (twice), load Bundles and NDJSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+from sqlalchemy import create_engine, func, select
+
+from carenet.store.schema import resources
+
+
+def run(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CARENET_DATABASE_URL": db_url}
+    return subprocess.run(
+        [sys.executable, "-m", "carenet.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def counts(db_url: str) -> dict[str, int]:
+    from carenet.store.engine import build_engine
+
+    engine = (
+        build_engine(db_url)
+        if db_url.startswith("sqlite")
+        else create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+    )
+    try:
+        with engine.connect() as c:
+            rows = c.execute(
+                select(resources.c.res_type, func.count())
+                .where(resources.c.deleted.is_(False))
+                .group_by(resources.c.res_type)
+            ).all()
+        return {t: n for t, n in rows}
+    finally:
+        engine.dispose()
+
+
+def test_demo_loads_the_region_once_and_a_second_load_adds_nothing(db_url):
+    first = run(db_url, "demo")
+    assert first.returncode == 0, first.stderr
+    after_first = counts(db_url)
+    assert after_first["Patient"] >= 200
+    assert after_first["Practitioner"] >= 40
+    assert after_first["Organization"] >= 3 + 2 + 3 + 9  # region bodies and hospitals of each level
+    second = run(db_url, "demo")
+    assert second.returncode == 0, second.stderr
+    assert counts(db_url) == after_first
+
+
+def test_load_takes_bundles_and_ndjson_from_files_and_folders(db_url, tmp_path):
+    assert run(db_url, "migrate").returncode == 0
+    folder = tmp_path / "data"
+    folder.mkdir()
+    tag = uuid.uuid4().hex[:8]
+    with open(folder / "patients.ndjson", "w", encoding="utf-8") as f:
+        for i in range(5):
+            f.write(
+                json.dumps(
+                    {
+                        "resourceType": "Patient",
+                        "identifier": [{"system": "urn:test", "value": f"{tag}-{i}"}],
+                    }
+                )
+                + "\n"
+            )
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:11111111-1111-1111-1111-111111111111",
+                "resource": {"resourceType": "Organization", "name": "测试医院"},
+                "request": {"method": "POST", "url": "Organization"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Location",
+                    "name": "门诊楼",
+                    "managingOrganization": {
+                        "reference": "urn:uuid:11111111-1111-1111-1111-111111111111"
+                    },
+                },
+                "request": {"method": "POST", "url": "Location"},
+            },
+        ],
+    }
+    (folder / "bundle.json").write_text(json.dumps(bundle), encoding="utf-8")
+    result = run(db_url, "load", str(folder))
+    assert result.returncode == 0, result.stderr
+    c = counts(db_url)
+    assert c == {"Patient": 5, "Organization": 1, "Location": 1}
+
+
+def test_load_reports_a_refused_bundle_and_exits_non_zero(db_url, tmp_path):
+    assert run(db_url, "migrate").returncode == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps(
+            {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [
+                    {
+                        "resource": {"resourceType": "Patient", "gender": "x"},
+                        "request": {"method": "POST", "url": "Patient"},
+                    }
+                ],
+            }
+        )
+    )
+    result = run(db_url, "load", str(bad))
+    assert result.returncode == 1
+    assert "refused" in result.stderr
+    assert counts(db_url) == {}
+
+
+def test_load_of_a_missing_path_is_a_usage_error(db_url, tmp_path):
+    result = run(db_url, "load", str(tmp_path / "nope.json"))
+    assert result.returncode == 2
+    assert "no such file" in result.stderr
