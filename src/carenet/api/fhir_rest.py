@@ -322,9 +322,14 @@ def _search(repo: Repository, req: FhirRequest, res_type: str | None) -> FhirRes
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if result.total is not None:
         bundle["total"] = result.total
+    links = dict(result.links)
+    if "self" in links and not any(k == "_getpages" for k, _ in params):
+        # The self link repeats the request as the client sent it (with _summary/_elements),
+        # not the engine's internal rewrite of it.
+        links["self"] = f"{res_type or ''}?{urlencode(params)}" if params else (res_type or "")
     bundle["link"] = [
         {"relation": rel, "url": f"{req.base}/{link}" if not link.startswith("http") else link}
-        for rel, link in result.links.items()
+        for rel, link in links.items()
     ]
     entries: list[dict[str, Any]] = []
     if summary != "count":

@@ -81,6 +81,10 @@ _SECONDARY_DEPARTMENTS = ["03", "04", "05", "07", "20", "02"]
 _TOWNSHIP_DEPARTMENTS = ["02", "01"]
 
 FAMILY_NAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董潘袁蔡蒋余叶程苏吕魏丁沈任姚卢傅钟姜崔谭陆汪范金石廖贾夏韦方"
+# Rough shares (per mille) of the 2020 census surname ranking, then a flat tail.
+FAMILY_WEIGHTS = [72, 70, 66, 54, 45, 31, 23, 20, 19, 18, 17, 15, 12, 12, 11, 10, 10, 9, 9, 8] + [
+    5
+] * (len(FAMILY_NAMES) - 20)
 GIVEN_CHARACTERS = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华建国文红梅玉志海燕辉鹏飞宇浩然欣怡子涵雨萱思远佳琪晨博俊婷雪梦嘉瑶晓东"
 
 #: Invented places for townships, villages and streets (not claimed to be real).
@@ -161,7 +165,9 @@ class _RegionBuilder:
                 return value
 
     def person_name(self) -> dict[str, Any]:
-        family = self.rng.choice(FAMILY_NAMES)
+        # Weighted like the real distribution: the commonest surnames (王 李 张 刘 陈 ...)
+        # are far more frequent than the tail, so a search for 王 finds many.
+        family = self.rng.choices(FAMILY_NAMES, weights=FAMILY_WEIGHTS)[0]
         given = "".join(self.rng.choice(GIVEN_CHARACTERS) for _ in range(self.rng.choice((1, 2))))
         return {"use": "official", "text": family + given, "family": family, "given": [given]}
 
