@@ -78,7 +78,9 @@ def check_bundle_signature(bundle: dict[str, Any]) -> list[Finding]:
     if "sigT" not in header:
         out.append(
             Finding(
-                "warning", "not-found", "The signature does not have a signing time (sigT in the header)"
+                "warning",
+                "not-found",
+                "The signature does not have a signing time (sigT in the header)",
             )
         )
     method = _canonicalization(header, signature)
@@ -246,7 +248,8 @@ def canonical_xhtml(div: str) -> str:
         if stack:
             stack[-1][1] = True
         pairs = "".join(
-            f' {attrs[i]}="{_escape(attrs[i + 1], attribute=True)}"' for i in range(0, len(attrs), 2)
+            f' {attrs[i]}="{_escape(attrs[i + 1], attribute=True)}"'
+            for i in range(0, len(attrs), 2)
         )
         stack.append([name, False, len(out)])
         out.append(f"<{name}{pairs}>")
@@ -375,8 +378,9 @@ def _verify(key: Any, alg: str, signature: bytes, signing_input: bytes) -> None:
     if family == "RS" and isinstance(key, rsa.RSAPublicKey):
         key.verify(signature, signing_input, padding.PKCS1v15(), digest())
     elif family == "PS" and isinstance(key, rsa.RSAPublicKey):
-        pss = padding.PSS(mgf=padding.MGF1(digest()), salt_length=digest.digest_size)
-        key.verify(signature, signing_input, pss, digest())
+        algorithm = digest()
+        pss = padding.PSS(mgf=padding.MGF1(algorithm), salt_length=algorithm.digest_size)
+        key.verify(signature, signing_input, pss, algorithm)
     elif family == "ES" and isinstance(key, ec.EllipticCurvePublicKey):
         # JWS carries r || s (RFC 7518 3.4); cryptography wants DER.
         half = len(signature) // 2

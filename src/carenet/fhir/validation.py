@@ -11,15 +11,40 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Literal
 
 from carenet.fhir import definitions
-from carenet.fhir.definitions.invariants import CHECKS, RESOURCE_CHECKS, ExtensionPlace
+from carenet.fhir.definitions.invariants import RESOURCE_CHECKS, ExtensionPlace
 from carenet.fhir.outcomes import Issue, OperationOutcomeError
-from carenet.fhir.primitives import PRIMITIVE_CHECKS, check_resource_id, check_string, check_xhtml
+from carenet.fhir.primitives import check_resource_id, check_xhtml
+from carenet.fhir.validation_shapes import (
+    COMPLEX,
+    POST_NOTHING,
+    POST_STRING,
+    POST_URL,
+    PRIMITIVE,
+    RESOURCE,
+    XHTML,
+    Prop,
+    Shape,
+    shape,
+)
 
-PRIMITIVE, COMPLEX, RESOURCE, XHTML = 0, 1, 2, 3
+__all__ = [
+    "COMPLEX",
+    "DEFAULT_OPTIONS",
+    "PRIMITIVE",
+    "RESOURCE",
+    "XHTML",
+    "Context",
+    "Prop",
+    "Shape",
+    "ValidationOptions",
+    "assert_valid",
+    "shape",
+    "validate_embedded",
+    "validate_resource",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,136 +76,32 @@ class ValidationOptions:
 DEFAULT_OPTIONS = ValidationOptions()
 
 
-@dataclass(slots=True)
-class Prop:
-    """One JSON property name of a shape (``valueQuantity`` is its own Prop)."""
-
-    json_name: str
-    elem_name: str  # the FHIR element name, without [x]
-    fhir_path: str  # Type.path of the element, for messages ("Patient.contact.name")
-    type_code: str
-    kind: int
-    is_array: bool
-    max: int
-    shape_key: tuple[str, str] | None
-    codes: frozenset[str] | None
-    value_set: str | None
-    targets: tuple[str, ...]
-    choice: bool
+_SCALARS = frozenset({str, int, float, bool})
 
 
-@dataclass(slots=True)
-class Shape:
-    """The allowed JSON properties of one object: a type's root or a backbone element."""
+def _primitive_ok(value: Any, prop: Prop, ctx: Context) -> bool:
+    """True when a scalar primitive value certainly has no problem (the walk's fast path).
 
-    type_name: str
-    path: str
-    props: dict[str, Prop]
-    required: tuple[tuple[str, int, tuple[str, ...]], ...]  # (fhir path, min, json names)
-    choices: dict[str, tuple[str, ...]]  # elem name -> json names of its choice group
-
-
-_INLINE = ("BackboneElement", "Element")
-
-
-def _cap(code: str) -> str:
-    return code[0].upper() + code[1:]
-
-
-def _kind(code: str) -> int:
-    if code == "xhtml":
-        return XHTML
-    if code == "Resource":
-        return RESOURCE
-    if definitions.is_primitive_type(code):
-        return PRIMITIVE
-    return COMPLEX
-
-
-@lru_cache(maxsize=4096)
-def shape(type_name: str, path: str = "") -> Shape:
-    """The compiled shape of ``type_name`` (``path`` selects a backbone element inside it)."""
-    elems = definitions.element_map(type_name)
-    if path and path in elems and elems[path].content_reference:
-        # A repeat reached through contentReference (Questionnaire.item.item) does not enforce
-        # the minimum cardinalities again: the Java validator accepts Questionnaire-qs1, whose
-        # nested items have no linkId, and so do we.
-        target = shape(type_name, elems[path].content_reference or "")
-        return Shape(target.type_name, target.path, target.props, (), target.choices)
-    prefix = path + "." if path else ""
-    props: dict[str, Prop] = {}
-    required: list[tuple[str, int, tuple[str, ...]]] = []
-    choices: dict[str, tuple[str, ...]] = {}
-    for e in definitions.elements(type_name):
-        if not e.path.startswith(prefix) or "." in e.path[len(prefix) :]:
-            continue
-        if e.max == 0:
-            continue
-        name = e.name
-        fhir_path = f"{type_name}.{e.path}"
-        names: list[str] = []
-        if e.content_reference:
-            key = (type_name, e.path)
-            props[name] = Prop(
-                name,
-                name,
-                fhir_path,
-                "BackboneElement",
-                COMPLEX,
-                e.is_array,
-                e.max,
-                key,
-                None,
-                None,
-                (),
-                False,
-            )
-            names.append(name)
-        elif e.is_choice:
-            base = name[:-3]
-            for code in e.types:
-                jname = base + _cap(code)
-                props[jname] = _prop(type_name, e, jname, base, fhir_path, code, True)
-                names.append(jname)
-            choices[base] = tuple(names)
-            name = base
-        else:
-            code = e.types[0] if e.types else "string"
-            props[name] = _prop(type_name, e, name, name, fhir_path, code, False)
-            names.append(name)
-        if e.min > 0:
-            required.append((fhir_path.replace("[x]", ""), e.min, tuple(names)))
-    return Shape(type_name, path, props, tuple(required), choices)
-
-
-def _prop(
-    type_name: str,
-    e: definitions.ElementDefinition,
-    jname: str,
-    ename: str,
-    fhir_path: str,
-    code: str,
-    choice: bool,
-) -> Prop:
-    kind = _kind(code)
-    key: tuple[str, str] | None = None
-    if kind == COMPLEX:
-        key = (type_name, e.path) if code in _INLINE else (code, "")
-    codes = definitions.value_set_codes(e.value_set) if e.value_set else None
-    return Prop(
-        jname,
-        ename,
-        fhir_path,
-        code,
-        kind,
-        e.is_array,
-        e.max,
-        key,
-        codes,
-        e.value_set,
-        e.target_types(code),
-        choice,
-    )
+    False means "look again": ``_walk_value`` then finds and reports the problem.
+    """
+    if prop.check(value) is not None:
+        return False
+    codes = prop.codes
+    if codes is not None and value not in codes:
+        return False
+    post = prop.post
+    if post == POST_NOTHING:
+        return True
+    options = ctx.options
+    if post == POST_URL:
+        if value[0] == "#":
+            ctx.local_refs.add(value)
+        elif prop.type_code == "canonical" and not _ABSOLUTE.match(value):
+            return False
+        return options.allow_example_urls or not _is_example_url(value)
+    if post == POST_STRING:
+        return not options.security_checks or not _looks_like_html(value)
+    return options.html_in_markdown or not _looks_like_html(value)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,12 +149,14 @@ def _walk_object(
         return
     entry_place = ctx.ext_place
     props = sh.props
+    choices_seen = 0
     for key, value in obj.items():
         if key[0] == "_":
             prop = props.get(key[1:])
             if prop is None or prop.kind != PRIMITIVE:
                 ctx.error("structure", f"Unrecognized property '{key}'", expr)
                 continue
+            choices_seen += prop.choice
             _walk_primitive_ext(obj, key, value, prop, expr, ctx)
             continue
         prop = props.get(key)
@@ -242,46 +165,51 @@ def _walk_object(
                 continue
             ctx.error("structure", f"Unrecognized property '{key}'", expr)
             continue
-        cexpr = (
-            f"{expr}.{prop.elem_name}.ofType({prop.type_code})" if prop.choice else f"{expr}.{key}"
-        )
+        choices_seen += prop.choice
         if prop.is_array:
-            if not isinstance(value, list):
-                ctx.error(
-                    "structure",
-                    f"The property {key} must be a JSON Array, not {_article(value)} (at {cexpr})",
-                    cexpr,
-                )
+            if type(value) is not list or not value:
+                _array_problem(key, value, prop, expr + prop.suffix, ctx)
                 continue
-            if not value:
-                ctx.error(
-                    "invalid",
-                    "Array cannot be empty - the property should not be present if it has no values",
-                    cexpr,
-                )
-                continue
+            cexpr = expr + prop.suffix
             if 0 < prop.max < len(value):
                 ctx.error(
                     "structure",
                     f"{prop.fhir_path}: max allowed = {prop.max}, but found {len(value)}",
                     cexpr,
                 )
-            ext = obj.get("_" + key) if prop.kind == PRIMITIVE else None
+            if prop.kind == PRIMITIVE:
+                ext = obj.get("_" + key)
+                for i, item in enumerate(value):
+                    if type(item) in _SCALARS and _primitive_ok(item, prop, ctx):
+                        continue
+                    iexpr = f"{cexpr}[{i}]"
+                    if item is None:
+                        if not (isinstance(ext, list) and i < len(ext) and ext[i] is not None):
+                            ctx.error(
+                                "structure",
+                                f"The property {key} must not contain null at index {i} unless _{key} has a value there",
+                                iexpr,
+                            )
+                        continue
+                    _walk_value(item, prop, iexpr, ctx)
+                continue
             place = _place(sh, owner) if prop.type_code == "Extension" else None
             for i, item in enumerate(value):
                 if place is not None:
                     ctx.ext_place = place
                 iexpr = f"{cexpr}[{i}]"
                 if item is None:
-                    if not (isinstance(ext, list) and i < len(ext) and ext[i] is not None):
-                        ctx.error(
-                            "structure",
-                            f"The property {key} must not contain null at index {i} unless _{key} has a value there",
-                            iexpr,
-                        )
+                    ctx.error(
+                        "structure",
+                        f"The property {key} must not contain null at index {i} unless _{key} has a value there",
+                        iexpr,
+                    )
                     continue
                 _walk_value(item, prop, iexpr, ctx)
+        elif prop.kind == PRIMITIVE and type(value) in _SCALARS and _primitive_ok(value, prop, ctx):
+            continue
         else:
+            cexpr = expr + prop.suffix
             if isinstance(value, list):
                 ctx.error(
                     "structure",
@@ -297,24 +225,40 @@ def _walk_object(
                 )
                 continue
             _walk_value(value, prop, cexpr, ctx)
+    keys = obj.keys()
     for fhir_path, minimum, names in sh.required:
-        if not any(n in obj or ("_" + n) in obj for n in names):
+        if keys.isdisjoint(names):
             ctx.error(
                 "structure", f"{fhir_path}: minimum required = {minimum}, but only found 0", expr
             )
-    for base, names in sh.choices.items():
-        present = [n for n in names if n in obj or ("_" + n) in obj]
-        if len(present) > 1:
-            ctx.error(
-                "structure",
-                f"Only one of {', '.join(present)} may be present (choice element {base}[x])",
-                expr,
-            )
-    checks = CHECKS.get((sh.type_name, sh.path))
-    if checks:
+    if choices_seen > 1:
+        for base, group in sh.choices.items():
+            present = [n for n in group if n in obj or ("_" + n) in obj]
+            if len(present) > 1:
+                ctx.error(
+                    "structure",
+                    f"Only one of {', '.join(present)} may be present (choice element {base}[x])",
+                    expr,
+                )
+    if sh.checks:
         ctx.ext_place = entry_place
-        for fn in checks:
+        for fn in sh.checks:
             fn(obj, expr, owner, ctx)
+
+
+def _array_problem(key: str, value: Any, prop: Prop, cexpr: str, ctx: Context) -> None:
+    if not isinstance(value, list):
+        ctx.error(
+            "structure",
+            f"The property {key} must be a JSON Array, not {_article(value)} (at {cexpr})",
+            cexpr,
+        )
+    else:
+        ctx.error(
+            "invalid",
+            "Array cannot be empty - the property should not be present if it has no values",
+            cexpr,
+        )
 
 
 def _place(sh: Shape, owner: Prop | None) -> ExtensionPlace:
@@ -343,7 +287,7 @@ def _walk_value(value: Any, prop: Prop, expr: str, ctx: Context) -> None:
                 expr,
             )
             return
-        problem = PRIMITIVE_CHECKS.get(prop.type_code, check_string)(value)
+        problem = prop.check(value)
         if problem:
             ctx.error("invalid", problem, expr)
             return
@@ -380,8 +324,11 @@ def _walk_value(value: Any, prop: Prop, expr: str, ctx: Context) -> None:
                 expr,
             )
             return
-        assert prop.shape_key is not None
-        _walk_object(value, shape(*prop.shape_key), expr, ctx, prop)
+        sh = prop.shape_obj
+        if sh is None:
+            assert prop.shape_key is not None
+            sh = prop.shape_obj = shape(*prop.shape_key)
+        _walk_object(value, sh, expr, ctx, prop)
         return
     if kind == RESOURCE:
         contained = prop.json_name == "contained"

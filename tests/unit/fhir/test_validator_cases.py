@@ -41,13 +41,6 @@ EXCLUDED = {
     "extension-version-restriction-range-ctxt-r4": "needs the supporting StructureDefinition structuredefinition-version-range-ctxt.xml",
 }
 
-# Invalid cases we do not (yet) catch in full. xfail(strict=True): fixing one is noticed.
-KNOWN_GAPS = {
-    "ai8": "needs snapshot generation for a StructureDefinition's differential (a profile engine, not a resource validator)",
-    "bundle-sig-2": "needs verification of the Bundle.signature JWS against the signer's certificate",
-    "signatures-example-2": "needs verification of the Bundle.signature JWS against the signer's certificate",
-}
-
 
 def _load_cases() -> list[dict[str, Any]]:
     if not MANIFEST.is_file():
@@ -82,15 +75,8 @@ def _options(case: dict[str, Any]) -> ValidationOptions:
     return ValidationOptions.java_defaults(**changes)
 
 
-def _param(case: dict[str, Any]) -> Any:
-    marks = []
-    if case["name"] in KNOWN_GAPS:
-        marks.append(pytest.mark.xfail(reason=KNOWN_GAPS[case["name"]], strict=True))
-    return pytest.param(case, id=case["name"], marks=marks)
-
-
 @needs_data
-@pytest.mark.parametrize("case", [_param(c) for c in INVALID])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c["name"]) for c in INVALID])
 def test_structurally_invalid_case_is_rejected_at_every_expected_expression(
     case: dict[str, Any],
 ) -> None:
@@ -131,7 +117,6 @@ def test_case_the_java_validator_accepts_has_no_errors(case: dict[str, Any]) -> 
 
 
 @needs_data
-def test_every_excluded_or_known_gap_case_exists_in_the_manifest() -> None:
+def test_every_excluded_case_exists_in_the_manifest() -> None:
     names = {c["name"] for c in CASES}
     assert set(EXCLUDED) <= names
-    assert set(KNOWN_GAPS) <= names
