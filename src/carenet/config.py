@@ -5,8 +5,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+DEV_MASTER_SECRET = "carenet-development-master-secret-not-for-production"
 
 
 class Settings(BaseSettings):
@@ -27,6 +30,19 @@ class Settings(BaseSettings):
     # Largest request body accepted, in bytes (a transaction Bundle of a few thousand entries).
     max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
     log_level: str = "INFO"
+    # Root of all server-side keys (private signing keys, field encryption, keyed hashes).
+    # The default is usable only in development, demo and test; production refuses it.
+    master_secret: str = DEV_MASTER_SECRET
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> Settings:
+        if self.env == "production" and self.master_secret == DEV_MASTER_SECRET:
+            raise ValueError(
+                "CARENET_MASTER_SECRET must be set to a secret of your own in production"
+            )
+        if self.env == "production" and len(self.master_secret) < 32:
+            raise ValueError("CARENET_MASTER_SECRET must be at least 32 characters in production")
+        return self
 
     @property
     def fhir_base(self) -> str:
