@@ -1,1 +1,1 @@
-"""SM2 signatures, SM3 hashes, SM4/AES field encryption and key storage (issue 3)."""
+"""SM2 signatures, SM3 hashes, SM4-GCM field encryption and key wrapping (docs/crypto.md)."""
