@@ -283,6 +283,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--results", type=Path, default=RESULTS, help="markdown file to write the section to"
     )
+    p.add_argument(
+        "--label",
+        default="",
+        help="names this run's section of RESULTS.md, e.g. postgresql or sqlite",
+    )
     p.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
     return p
 
@@ -358,8 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         if bare_rate is not None and ratio is not None:
             figure += f"; bare insert {bare_rate:,.0f} resources/s; server/bare **{ratio:.3f}** ({ratio:.1%})"
         write_section(
-            "bench.ingest",
-            f"""## Ingest: transaction Bundles vs. bare inserts
+            f"bench.ingest.{args.label}" if args.label else "bench.ingest",
+            f"""## Ingest: transaction Bundles vs. bare inserts{f" ({args.label})" if args.label else ""}
 
 {figure} (medians over {args.repeat} runs; {failures} failed bundles).
 

@@ -218,6 +218,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--token", default=None, help="Bearer token, if required")
     p.add_argument("--results", default=str(RESULTS), help="markdown file to write the section to")
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="the server's database: when given, ANALYZE runs after loading (planner statistics)",
+    )
+    p.add_argument(
+        "--label",
+        default="",
+        help="names this run's section of RESULTS.md, e.g. postgresql or sqlite",
+    )
     p.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
     return p
 
@@ -232,6 +242,14 @@ def main(argv: list[str] | None = None) -> int:
         base_url=base, headers=http_headers(args.token), limits=limits, timeout=120
     ) as client:
         before, size = ensure_data(args, client)
+        if args.database_url:
+            # Fresh planner statistics after the load, as `carenet load` does.
+            from carenet.store.engine import build_engine
+            from carenet.store.maintenance import analyze
+
+            engine = build_engine(args.database_url)
+            analyze(engine)
+            engine.dispose()
         patients, practitioners = sample_targets(client)
         low, high = OBSERVATION_RANGE
         day = APPOINTMENT_DAY.isoformat()
@@ -284,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
             for t in timings
         )
         write_section(
-            "bench.latency",
-            f"""## Query latency at {size:,} resources
+            f"bench.latency.{args.label}" if args.label else "bench.latency",
+            f"""## Query latency at {size:,} resources{f" ({args.label})" if args.label else ""}
 
 p50 / p95 over {args.samples} sequential requests per query after {args.warmup} warm-up requests,
 one keep-alive connection; {size:,} resources on the server ({before:,} before loading).

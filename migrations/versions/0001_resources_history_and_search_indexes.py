@@ -32,7 +32,9 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_idx_date_low_high", ["res_type", "param", "low", "high"], unique=False
         )
-        batch_op.create_index("ix_idx_date_resource", ["res_type", "res_id"], unique=False)
+        batch_op.create_index(
+            "ix_idx_date_resource", ["res_type", "res_id", "param", "low", "high"], unique=False
+        )
 
     op.create_table(
         "idx_number",
@@ -42,7 +44,9 @@ def upgrade() -> None:
         sa.Column("value", sa.Numeric(precision=36, scale=12), nullable=False),
     )
     with op.batch_alter_table("idx_number", schema=None) as batch_op:
-        batch_op.create_index("ix_idx_number_resource", ["res_type", "res_id"], unique=False)
+        batch_op.create_index(
+            "ix_idx_number_resource", ["res_type", "res_id", "param"], unique=False
+        )
         batch_op.create_index("ix_idx_number_value", ["res_type", "param", "value"], unique=False)
 
     op.create_table(
@@ -56,7 +60,9 @@ def upgrade() -> None:
         sa.Column("unit", sa.String(length=128), nullable=True),
     )
     with op.batch_alter_table("idx_quantity", schema=None) as batch_op:
-        batch_op.create_index("ix_idx_quantity_resource", ["res_type", "res_id"], unique=False)
+        batch_op.create_index(
+            "ix_idx_quantity_resource", ["res_type", "res_id", "param"], unique=False
+        )
         batch_op.create_index("ix_idx_quantity_value", ["res_type", "param", "value"], unique=False)
 
     op.create_table(
@@ -70,10 +76,14 @@ def upgrade() -> None:
         sa.Column("url", sa.String(length=1024), nullable=True),
     )
     with op.batch_alter_table("idx_reference", schema=None) as batch_op:
-        batch_op.create_index("ix_idx_reference_resource", ["res_type", "res_id"], unique=False)
+        batch_op.create_index(
+            "ix_idx_reference_resource", ["res_type", "res_id", "param"], unique=False
+        )
         batch_op.create_index("ix_idx_reference_target", ["target_type", "target_id"], unique=False)
         batch_op.create_index(
-            "ix_idx_reference_target_id", ["res_type", "param", "target_id"], unique=False
+            "ix_idx_reference_target_id_target_type",
+            ["res_type", "param", "target_id", "target_type"],
+            unique=False,
         )
         batch_op.create_index("ix_idx_reference_url", ["res_type", "param", "url"], unique=False)
 
@@ -86,8 +96,15 @@ def upgrade() -> None:
         sa.Column("exact", sa.String(length=512), nullable=False),
     )
     with op.batch_alter_table("idx_string", schema=None) as batch_op:
-        batch_op.create_index("ix_idx_string_resource", ["res_type", "res_id"], unique=False)
-        batch_op.create_index("ix_idx_string_value", ["res_type", "param", "value"], unique=False)
+        batch_op.create_index(
+            "ix_idx_string_resource", ["res_type", "res_id", "param"], unique=False
+        )
+        batch_op.create_index(
+            "ix_idx_string_value",
+            ["res_type", "param", "value"],
+            unique=False,
+            postgresql_ops={"value": "varchar_pattern_ops"},
+        )
 
     op.create_table(
         "idx_token",
@@ -102,7 +119,9 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_idx_token_code_system", ["res_type", "param", "code", "system"], unique=False
         )
-        batch_op.create_index("ix_idx_token_resource", ["res_type", "res_id"], unique=False)
+        batch_op.create_index(
+            "ix_idx_token_resource", ["res_type", "res_id", "param"], unique=False
+        )
 
     op.create_table(
         "idx_uri",
@@ -112,8 +131,13 @@ def upgrade() -> None:
         sa.Column("value", sa.String(length=1024), nullable=False),
     )
     with op.batch_alter_table("idx_uri", schema=None) as batch_op:
-        batch_op.create_index("ix_idx_uri_resource", ["res_type", "res_id"], unique=False)
-        batch_op.create_index("ix_idx_uri_value", ["res_type", "param", "value"], unique=False)
+        batch_op.create_index("ix_idx_uri_resource", ["res_type", "res_id", "param"], unique=False)
+        batch_op.create_index(
+            "ix_idx_uri_value",
+            ["res_type", "param", "value"],
+            unique=False,
+            postgresql_ops={"value": "varchar_pattern_ops"},
+        )
 
     op.create_table(
         "resource_history",
@@ -202,7 +226,7 @@ def downgrade() -> None:
     op.drop_table("idx_string")
     with op.batch_alter_table("idx_reference", schema=None) as batch_op:
         batch_op.drop_index("ix_idx_reference_url")
-        batch_op.drop_index("ix_idx_reference_target_id")
+        batch_op.drop_index("ix_idx_reference_target_id_target_type")
         batch_op.drop_index("ix_idx_reference_target")
         batch_op.drop_index("ix_idx_reference_resource")
 

@@ -177,6 +177,9 @@ def _post_bundles(bundles: list[dict[str, Any]], label: str) -> int:
             except OperationOutcomeError as err:
                 console.print(f"[red]bundle refused ({err.status})[/red]: {str(err)[:500]}")
             bar.advance(task, len(b.get("entry", [])))
+    from carenet.store.maintenance import analyze
+
+    analyze(store.engine)
     store.engine.dispose()
     return ok
 

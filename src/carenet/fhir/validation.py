@@ -151,7 +151,7 @@ def _walk_object(
     props = sh.props
     choices_seen = 0
     for key, value in obj.items():
-        if key[0] == "_":
+        if key[:1] == "_":
             prop = props.get(key[1:])
             if prop is None or prop.kind != PRIMITIVE:
                 ctx.error("structure", f"Unrecognized property '{key}'", expr)

@@ -31,6 +31,11 @@ def build_engine(url: str, **kwargs: Any) -> Engine:
         kwargs.setdefault("pool_size", 20)
         kwargs.setdefault("max_overflow", 20)
         kwargs.setdefault("pool_pre_ping", True)
+        # psycopg prepares a statement on its 5th run, and PostgreSQL may then switch to a
+        # generic plan chosen while the tables were small or unanalysed; for search queries
+        # over skewed index tables that plan can be thousands of times slower. Always plan
+        # with the actual values.
+        kwargs.setdefault("connect_args", {"options": "-c plan_cache_mode=force_custom_plan"})
         return create_engine(url, **kwargs)
     raise ValueError(f"unsupported database backend {backend!r}: use sqlite or postgresql")
 

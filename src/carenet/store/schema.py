@@ -56,7 +56,13 @@ Index("ix_history_updated", resource_history.c.last_updated)
 Index("ix_history_type_updated", resource_history.c.res_type, resource_history.c.last_updated)
 
 
-def _index_table(name: str, *columns: Column, indexes: list[tuple[str, ...]]) -> Table:
+def _index_table(
+    name: str,
+    *columns: Column,
+    indexes: list[tuple[str, ...]],
+    pattern_ops: tuple[str, ...] = (),
+    own_rows_extra: tuple[str, ...] = (),
+) -> Table:
     table = Table(
         name,
         metadata,
@@ -65,13 +71,24 @@ def _index_table(name: str, *columns: Column, indexes: list[tuple[str, ...]]) ->
         Column("param", String(64), nullable=False),
         *columns,
     )
-    Index(f"ix_{name}_resource", table.c.res_type, table.c.res_id)
+    # A resource's own rows of one parameter: the sort key and the per-candidate check of a
+    # selective search (without param, SQLite picks the (res_type, param, ...) index instead).
+    Index(
+        f"ix_{name}_resource",
+        table.c.res_type,
+        table.c.res_id,
+        table.c.param,
+        *(table.c[c] for c in own_rows_extra),
+    )
     for cols in indexes:
         Index(
             f"ix_{name}_{'_'.join(cols)}",
             table.c.res_type,
             table.c.param,
             *(table.c[c] for c in cols),
+            # PostgreSQL can use a btree for LIKE 'x%' only under the C collation or with a
+            # pattern operator class; SQLite ignores this.
+            postgresql_ops={c: "varchar_pattern_ops" for c in cols if c in pattern_ops},
         )
     return table
 
@@ -83,6 +100,7 @@ idx_string = _index_table(
     Column("value", String(512), nullable=False),
     Column("exact", String(512), nullable=False),
     indexes=[("value",)],
+    pattern_ops=("value",),  # starts-with is the default string search
 )
 
 # token: system and code as given (either may be null); text holds the normalised display/text
@@ -103,6 +121,9 @@ idx_date = _index_table(
     Column("low", BigInteger, nullable=False),
     Column("high", BigInteger, nullable=False),
     indexes=[("low", "high")],
+    # _sort=date reads min(low)/max(high) of each result: SQLite's min() shortcut otherwise
+    # walks (res_type, param, low) past every other resource's dates.
+    own_rows_extra=("low", "high"),
 )
 
 # reference: a local target as (target_type, target_id[, target_version]); anything else
@@ -113,7 +134,8 @@ idx_reference = _index_table(
     Column("target_id", String(64), nullable=True),
     Column("target_version", String(64), nullable=True),
     Column("url", String(1024), nullable=True),
-    indexes=[("target_id",), ("url",)],
+    # (target_id, target_type): `subject=Patient/x` is an equality on all four columns.
+    indexes=[("target_id", "target_type"), ("url",)],
 )
 Index("ix_idx_reference_target", idx_reference.c.target_type, idx_reference.c.target_id)
 
@@ -136,6 +158,7 @@ idx_uri = _index_table(
     "idx_uri",
     Column("value", String(1024), nullable=False),
     indexes=[("value",)],
+    pattern_ops=("value",),  # :below is a starts-with
 )
 
 INDEX_TABLES: dict[str, Table] = {

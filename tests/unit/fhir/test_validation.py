@@ -626,3 +626,11 @@ def test_html_in_a_string_is_an_error_only_with_security_checks() -> None:
     assert errors(res, options=ValidationOptions(security_checks=True)) == [
         ("invalid", ("Patient.name[0].text",))
     ]
+
+
+def test_an_empty_property_name_is_reported_not_crashed_on():
+    """Found by the no-500 property test: ``meta: {"": null}`` raised IndexError."""
+    issues = validate_resource({"resourceType": "Patient", "meta": {"": None}})
+    assert [(i.severity, i.code, i.expression) for i in issues] == [
+        ("error", "structure", ("Patient.meta",))
+    ]
