@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from alembic import context
 
+# Every module that defines tables on the shared metadata, so autogenerate sees them all.
+import carenet.access.schema  # noqa: F401
+import carenet.adapters.notify.schema  # noqa: F401
+import carenet.audit.schema  # noqa: F401
 from carenet.store.engine import build_engine
 from carenet.store.schema import metadata
 

@@ -8,8 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-DEV_MASTER_SECRET = "carenet-development-master-secret-not-for-production"
+DEV_MASTER_SECRET = "carenet-development-master-secret-not-for-production"  # noqa: S105 - refused in production
 
 
 class Settings(BaseSettings):
@@ -33,6 +32,8 @@ class Settings(BaseSettings):
     # Root of all server-side keys (private signing keys, field encryption, keyed hashes).
     # The default is usable only in development, demo and test; production refuses it.
     master_secret: str = DEV_MASTER_SECRET
+    # Parallel audit hash chains (see docs/audit.md): more chains, less lock contention.
+    audit_chains: Annotated[int, Field(ge=1, le=64)] = 8
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:

@@ -10,7 +10,7 @@ import logging
 import uuid
 from enum import Enum
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from fastapi import FastAPI, Request
@@ -20,7 +20,9 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from carenet import FHIR_VERSION, __version__
-from carenet.api.fhir_rest import FhirRequest, FhirResponse, Prefer, execute
+from carenet.api.audit_trail import OUTCOME_MINOR_FAILURE, OUTCOME_SERIOUS_FAILURE, Trail, Who
+from carenet.api.fhir_rest import FhirRequest, FhirResponse, Prefer, execute, interaction_of
+from carenet.audit import append_many
 from carenet.config import Settings
 from carenet.fhir import outcomes
 from carenet.fhir.jsonparse import parse_json
@@ -232,11 +234,20 @@ def _parse_body(
 def _handle(settings: Settings, store: Store, request: Request, path: str, body: bytes) -> Response:
     params = parse_qsl(request.url.query, keep_blank_values=True)
     pretty = any(k == "_pretty" and v == "true" for k, v in params)
+    trail: Trail | None = None
     try:
         _negotiate(request, params)
         method = request.method.upper()
         parsed, ctype = _parse_body(request, method, path, body, settings)
+        trail = Trail(
+            Who(
+                agent="anonymous",
+                source_address=request.client.host if request.client else None,
+                request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+            )
+        )
         req = FhirRequest(
+            trail=trail,
             method=method,
             path=path,
             params=params,
@@ -248,18 +259,24 @@ def _handle(settings: Settings, store: Store, request: Request, path: str, body:
             base=settings.fhir_base,
             content_type=ctype,
         )
-        resp = _run(store, req)
+        resp = _run(store, req, settings.audit_chains)
     except OperationOutcomeError as err:
+        _record_refusal(store, request, path, params, err, settings.audit_chains, trail)
         return outcome_response(err)
     return FhirJSONResponse(resp.body, status_code=resp.status, headers=resp.headers, pretty=pretty)
 
 
-def _run(store: Store, req: FhirRequest) -> FhirResponse:
+def _run(store: Store, req: FhirRequest, chains: int) -> FhirResponse:
     attempts = 3
     for attempt in range(attempts):
+        assert req.trail is not None
+        req.trail.records.clear()
         try:
             with store.unit_of_work() as uow:
                 resp = execute(uow.repo, req)
+                uow.repo.flush()
+                # Last, so that the chain head is locked only for the commit itself.
+                append_many(uow.repo.conn, req.trail.records, chains=chains)
                 uow.commit()
                 return resp
         except DBAPIError as exc:
@@ -273,6 +290,35 @@ def _run(store: Store, req: FhirRequest) -> FhirResponse:
                 ) from exc
             raise
     raise AssertionError("unreachable")
+
+
+def _record_refusal(
+    store: Store,
+    request: Request,
+    path: str,
+    params: list[tuple[str, str]],
+    err: OperationOutcomeError,
+    chains: int,
+    trail: Trail | None,
+) -> None:
+    """A refused request is audited too, in a transaction of its own (the action's rolled back)."""
+    if trail is None:
+        trail = Trail(Who(source_address=request.client.host if request.client else None))
+    parts = [p for p in path.split("/") if p]
+    ref = "/".join(parts[:2]) if len(parts) >= 2 and not parts[1].startswith("_") else None
+    trail.records.clear()
+    trail.add(
+        interaction_of(request.method.upper(), path, None) or "operation",
+        refs=[ref] if ref else None,
+        query=urlencode(params) or None,
+        outcome=OUTCOME_SERIOUS_FAILURE if err.status >= 500 else OUTCOME_MINOR_FAILURE,
+        detail={"status": err.status, "codes": [i.details_code or i.code for i in err.issues][:10]},
+    )
+    try:
+        with store.engine.begin() as conn:
+            append_many(conn, trail.records, chains=chains)
+    except DBAPIError:
+        log.exception("could not audit a refused request")
 
 
 def _is_retryable(exc: DBAPIError) -> bool:

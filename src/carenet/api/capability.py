@@ -22,14 +22,23 @@ _INTERACTIONS = [
 ]
 # Parameters the R4 registry defines but the search engine does not implement (see
 # docs/fhir-search.md); they are left out so the statement says exactly what works.
-_NOT_IMPLEMENTED = {"_text", "_content", "_query", "_filter", "_list", "_contained", "_containedType", "near"}
+_NOT_IMPLEMENTED = {
+    "_text",
+    "_content",
+    "_query",
+    "_filter",
+    "_list",
+    "_contained",
+    "_containedType",
+    "near",
+}
 
 
 @lru_cache(maxsize=4)
 def _resources() -> list[dict[str, Any]]:
     out = []
     for rt in sorted(resource_types()):
-        params = {c: p for c, p in params_for(rt).items() if c not in _NOT_IMPLEMENTED}
+        params = {c: p for c, p in params_for(rt).items() if _implemented(c, p)}
         entry: dict[str, Any] = {
             "type": rt,
             "interaction": [{"code": c} for c in _INTERACTIONS],
@@ -54,8 +63,38 @@ def _resources() -> list[dict[str, Any]]:
                 for p in sorted(params.values(), key=lambda p: p.code)
             ],
         }
+        if rt == "AuditEvent":
+            # Read-only, served from the audit chain (see docs/audit.md).
+            entry.update(
+                interaction=[{"code": "read"}, {"code": "search-type"}],
+                versioning="no-version",
+                readHistory=False,
+                updateCreate=False,
+                conditionalCreate=False,
+                conditionalUpdate=False,
+                conditionalDelete="not-supported",
+                searchParam=[
+                    {"name": n, "type": t}
+                    for n, t in (
+                        ("_id", "token"),
+                        ("action", "token"),
+                        ("agent", "reference"),
+                        ("date", "date"),
+                        ("outcome", "token"),
+                        ("patient", "reference"),
+                    )
+                ],
+            )
+            del entry["searchInclude"], entry["searchRevInclude"]
         out.append(entry)
     return out
+
+
+def _implemented(code: str, p: Any) -> bool:
+    """A parameter the search engine answers (some R4 definitions carry no expression)."""
+    if code in _NOT_IMPLEMENTED:
+        return False
+    return bool(p.from_resource_table or (p.expression and p.type != "special"))
 
 
 def capability_statement(base: str) -> dict[str, Any]:

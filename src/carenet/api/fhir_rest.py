@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from carenet.api.audit_trail import Trail
 from carenet.fhir import outcomes
 from carenet.fhir.definitions import is_resource_type
 from carenet.fhir.outcomes import Issue, OperationOutcomeError
@@ -60,6 +61,9 @@ class FhirRequest:
     # Set by transaction processing: the id a POST entry must get, so that references to its
     # urn:uuid fullUrl can be rewritten before it is written.
     assigned_id: str | None = None
+    # Where interactions record what they did for the audit chain; None inside Bundles,
+    # whose processing records the Bundle as a whole.
+    trail: Trail | None = None
 
     @classmethod
     def from_url(cls, method: str, url: str, **kw: Any) -> FhirRequest:
@@ -142,6 +146,76 @@ def _write_response(req: FhirRequest, stored: dict[str, Any], status: int) -> Fh
 
 def execute(repo: Repository, req: FhirRequest) -> FhirResponse:
     """Carry out one FHIR interaction. Raises OperationOutcomeError for anything refused."""
+    resp = _execute(repo, req)
+    if req.trail is not None:
+        _record(req, resp)
+    return resp
+
+
+def interaction_of(m: str, path: str, body: Any) -> str | None:
+    """The audit subtype of a request (None: nothing to audit, e.g. the CapabilityStatement)."""
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        if m == "POST":
+            body = body if isinstance(body, dict) else {}
+            return "transaction" if body.get("type") == "transaction" else "batch"
+        return "search"
+    if parts[0] == "metadata":
+        return None
+    if "_history" in parts:
+        return "vread" if len(parts) == 4 else "history"
+    if len(parts) == 1 or parts[-1] == "_search" or parts[0] == "_search":
+        return (
+            {"POST": "create", "PUT": "update", "DELETE": "delete", "PATCH": "patch"}.get(
+                m, "search"
+            )
+            if parts[-1] != "_search"
+            else "search"
+        )
+    return {"GET": "read", "PUT": "update", "DELETE": "delete", "PATCH": "patch"}.get(
+        m, "operation"
+    )
+
+
+def _record(req: FhirRequest, resp: FhirResponse) -> None:
+    assert req.trail is not None
+    subtype = interaction_of(req.method, req.path, req.body)
+    if subtype is None:
+        return
+    body = resp.body or {}
+    query = urlencode(req.params) if subtype in ("search", "history") and req.params else None
+    if body.get("resourceType") == "Bundle" and subtype in (
+        "search",
+        "history",
+        "transaction",
+        "batch",
+    ):
+        resources = [
+            e["resource"]
+            for e in body.get("entry", [])
+            if isinstance(e.get("resource"), dict)
+            and e["resource"].get("resourceType") != "OperationOutcome"
+        ]
+        refs = [
+            e["response"]["location"].split("/_history")[0][len(req.base) + 1 :]
+            for e in body.get("entry", [])
+            if "resource" not in e
+            and isinstance(e.get("response"), dict)
+            and e["response"].get("location")
+        ]
+        req.trail.add(subtype, resources, refs=refs, query=query)
+    elif body.get("resourceType") not in (None, "OperationOutcome"):
+        req.trail.add(subtype, [body])
+    else:
+        parts = [p for p in req.path.split("/") if p]
+        ref = "/".join(parts[:2]) if len(parts) >= 2 else None
+        location = resp.headers.get("Location")
+        if location:
+            ref = location.split("/_history")[0][len(req.base) + 1 :]
+        req.trail.add(subtype, refs=[ref] if ref else None, query=query)
+
+
+def _execute(repo: Repository, req: FhirRequest) -> FhirResponse:
     parts = [p for p in req.path.split("/") if p]
     m = req.method
     if not parts:
@@ -167,6 +241,8 @@ def execute(repo: Repository, req: FhirRequest) -> FhirResponse:
         raise outcomes.not_supported(f"Operation {req.path!r} is not supported on this server")
     res_type = head
     _check_type(res_type)
+    if res_type == "AuditEvent":
+        return _audit_events(repo, req, parts)
     if len(parts) == 1:
         if m == "GET":
             return _search(repo, req, res_type)
@@ -216,6 +292,32 @@ def execute(repo: Repository, req: FhirRequest) -> FhirResponse:
             resource = repo.vread(res_type, res_id, parts[3])
             return FhirResponse(200, resource, _read_headers(req, resource))
     raise outcomes.not_found(f"No FHIR interaction at {req.path!r}")
+
+
+def _audit_events(repo: Repository, req: FhirRequest, parts: list[str]) -> FhirResponse:
+    """AuditEvents come from the audit chain and are never written through the API."""
+    from carenet.api import audit_events
+
+    if req.method not in ("GET",) and not (req.method == "POST" and parts[-1] == "_search"):
+        raise outcomes.method_not_allowed(
+            "AuditEvents are written only by the server, into the audit chain; they cannot be created, changed or deleted"
+        )
+    if len(parts) == 2 and parts[1] != "_search":
+        _check_id(parts[1])
+        return FhirResponse(200, audit_events.read(repo.conn, parts[1], repo.source))
+    if len(parts) > 2 or (len(parts) == 2 and parts[1] != "_search"):
+        raise outcomes.not_supported("AuditEvent supports read and search only")
+    params = list(req.params) + (list(req.body) if isinstance(req.body, list) else [])
+    bundle = audit_events.search(
+        repo.conn,
+        params,
+        source=repo.source,
+        base=req.base,
+        strict=req.prefer.handling == "strict",
+        default_count=repo.default_count,
+        max_count=repo.max_count,
+    )
+    return FhirResponse(200, bundle)
 
 
 def _read_headers(req: FhirRequest, resource: dict[str, Any]) -> dict[str, str]:

@@ -46,7 +46,9 @@ def store_counts(settings: Settings):  # noqa: ANN201 - returns a callable
                 return {
                     name: conn.execute(select(func.count()).select_from(t)).scalar_one()
                     for name, t in metadata.tables.items()
-                    if not name.startswith("search_snapshot")
+                    # Paging snapshots are a cache; the audit chain records refusals too
+                    # (asserted by the audit tests), so "nothing changed" means the data.
+                    if not name.startswith(("search_snapshot", "audit_"))
                 }
         finally:
             store.engine.dispose()
@@ -109,3 +111,26 @@ def live_server(db_url: str, tmp_path) -> Iterator[str]:  # noqa: ANN001
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture
+def audit_log(settings: Settings):  # noqa: ANN201 - returns a callable
+    """A function giving the audit events recorded so far, oldest first, as dicts."""
+    from sqlalchemy import select
+
+    from carenet.audit import audit_events
+
+    def events() -> list[dict]:
+        store = build_store(settings)
+        try:
+            with store.engine.connect() as conn:
+                rows = conn.execute(
+                    select(audit_events).order_by(
+                        audit_events.c.recorded, audit_events.c.chain_id, audit_events.c.seq
+                    )
+                ).mappings()
+                return [dict(r) for r in rows]
+        finally:
+            store.engine.dispose()
+
+    return events

@@ -29,6 +29,11 @@ def test_every_official_r4_example_is_accepted_and_round_trips(client):
         example = json.loads(f.read_text(encoding="utf-8"))
         rt = example["resourceType"]
         r = client.post(f"/fhir/{rt}", content=f.read_bytes())
+        if rt == "AuditEvent":
+            # Only the server writes AuditEvents (into the audit chain); the examples are
+            # still checked as valid R4 by tests/unit/fhir/test_spec_examples.py.
+            assert r.status_code == 405, r.text
+            continue
         if r.status_code != 201:
             refused.append(f"{f.name}: {r.status_code} {r.text[:300]}")
             continue

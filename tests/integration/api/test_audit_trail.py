@@ -1,0 +1,137 @@
+"""Every FHIR interaction leaves an AuditEvent in the hash chain, in the same transaction; a
+refused one too; AuditEvents are readable through FHIR and never writable."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from carenet.audit import verify
+from carenet.bootstrap import build_store
+
+FHIR = "/fhir"
+
+
+def _patient(client) -> dict:
+    body = {
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:test", "value": uuid.uuid4().hex}],
+    }
+    return client.post(f"{FHIR}/Patient", json=body).json()
+
+
+def test_create_read_search_update_delete_are_each_audited_with_the_patient(client, audit_log):
+    p = _patient(client)
+    ref = f"Patient/{p['id']}"
+    client.get(f"{FHIR}/{ref}")
+    client.get(f"{FHIR}/Patient", params={"_id": p["id"]})
+    client.put(f"{FHIR}/{ref}", json={**p, "active": True})
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "bp"},
+        "subject": {"reference": ref},
+    }
+    o = client.post(f"{FHIR}/Observation", json=obs).json()
+    client.delete(f"{FHIR}/Observation/{o['id']}")
+    events = audit_log()
+    assert [(e["subtype"], e["action"], e["outcome"], e["patient"]) for e in events] == [
+        ("create", "C", 0, ref),
+        ("read", "R", 0, ref),
+        ("search", "E", 0, ref),
+        ("update", "U", 0, ref),
+        ("create", "C", 0, ref),
+        ("delete", "D", 0, None),
+    ]
+    assert json.loads(events[0]["entities"]) == [ref]
+    assert events[2]["query"] == f"_id={p['id']}"
+    assert json.loads(events[5]["entities"]) == [f"Observation/{o['id']}"]
+    assert all(e["agent"] == "anonymous" and e["source_address"] for e in events)
+
+
+def test_a_refused_request_is_audited_as_a_failure(client, audit_log):
+    r = client.post(f"{FHIR}/Patient", json={"resourceType": "Patient", "gender": "boy"})
+    assert r.status_code == 400
+    (event,) = audit_log()
+    assert event["subtype"] == "create" and event["outcome"] == 4
+    assert json.loads(event["detail"])["status"] == 400
+
+
+def test_a_transaction_is_audited_once_per_patient_it_touches(client, audit_log):
+    pu = f"urn:uuid:{uuid.uuid4()}"
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": pu,
+                "resource": {"resourceType": "Patient"},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": "x"},
+                    "subject": {"reference": pu},
+                },
+                "request": {"method": "POST", "url": "Observation"},
+            },
+            {
+                "resource": {"resourceType": "Organization", "name": "某医院"},
+                "request": {"method": "POST", "url": "Organization"},
+            },
+        ],
+    }
+    out = client.post(FHIR, json=bundle).json()
+    pid = out["entry"][0]["resource"]["id"]
+    events = audit_log()
+    assert sorted((e["subtype"], e["patient"] or "") for e in events) == [
+        ("transaction", ""),
+        ("transaction", f"Patient/{pid}"),
+    ]
+    with_patient = next(e for e in events if e["patient"])
+    assert sorted(json.loads(with_patient["entities"])) == sorted(
+        [f"Patient/{pid}", f"Observation/{out['entry'][1]['resource']['id']}"]
+    )
+
+
+def test_audit_events_are_searchable_by_patient_and_readable_but_never_writable(client, audit_log):
+    p = _patient(client)
+    client.get(f"{FHIR}/Patient/{p['id']}")
+    found = client.get(f"{FHIR}/AuditEvent", params={"patient": f"Patient/{p['id']}"}).json()
+    assert found["total"] == 2
+    kinds = [e["resource"]["subtype"][0]["code"] for e in found["entry"]]
+    assert kinds == ["read", "create"]  # newest first
+    one = found["entry"][0]["resource"]
+    assert client.get(f"{FHIR}/AuditEvent/{one['id']}").json()["id"] == one["id"]
+    for method in ("post", "put", "delete", "patch"):
+        url = f"{FHIR}/AuditEvent" if method == "post" else f"{FHIR}/AuditEvent/{one['id']}"
+        r = client.request(method.upper(), url, content=json.dumps(one))
+        assert r.status_code == 405, (method, r.text)
+    assert (
+        client.post(
+            FHIR,
+            json={
+                "resourceType": "Bundle",
+                "type": "batch",
+                "entry": [{"resource": one, "request": {"method": "POST", "url": "AuditEvent"}}],
+            },
+        ).json()["entry"][0]["response"]["status"]
+        == "405"
+    )
+
+
+def test_the_chain_verifies_after_a_mix_of_requests(client, settings):
+    for _ in range(5):
+        p = _patient(client)
+        client.get(f"{FHIR}/Patient/{p['id']}")
+        client.post(f"{FHIR}/Patient", json={"resourceType": "Patient", "birthDate": "1999-02-30"})
+    store = build_store(settings)
+    try:
+        with store.engine.connect() as conn:
+            report = verify(conn)
+    finally:
+        store.engine.dispose()
+    assert report.ok, report.problems
+    assert report.events == 15
