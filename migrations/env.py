@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
+import carenet.access.oauth_schema  # noqa: F401
+
 # Every module that defines tables on the shared metadata, so autogenerate sees them all.
 import carenet.access.schema  # noqa: F401
 import carenet.adapters.notify.schema  # noqa: F401

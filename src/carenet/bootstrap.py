@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
 from carenet.config import Settings, get_settings
 from carenet.store.engine import build_engine
 from carenet.store.uow import Store
+
+if TYPE_CHECKING:
+    from carenet.access.accounts import AuthContext
 
 
 def build_store(settings: Settings) -> Store:
@@ -19,6 +23,24 @@ def build_store(settings: Settings) -> Store:
         tz=settings.timezone,
         default_count=settings.search_default_count,
         max_count=settings.search_max_count,
+    )
+
+
+def build_auth_context(settings: Settings) -> AuthContext:
+    """The identity services' context: real field protection from the master secret, the
+    notification outbox, and the GB/T 2260 divisions this node knows."""
+    from carenet.access.accounts import AuthContext
+    from carenet.access.policy import AuthPolicy
+    from carenet.access.protector import CryptoFieldProtector
+    from carenet.adapters.notify import OutboxNotifier
+    from carenet.fhir.regions import is_known_division
+
+    protector = CryptoFieldProtector.from_secret(settings.master_secret)
+    return AuthContext(
+        protector=protector,
+        policy=AuthPolicy(timezone=settings.timezone),
+        notifier=OutboxNotifier(protector),
+        known_region=is_known_division,
     )
 
 

@@ -150,7 +150,9 @@ def _bundles_from_file(f: Path, batch_size: int) -> list[dict[str, Any]]:
 
 def _post_bundles(bundles: list[dict[str, Any]], label: str) -> int:
     """Run each Bundle through the same code path as POST /fhir, each in one transaction."""
+    from carenet.api.audit_trail import Trail, Who
     from carenet.api.fhir_rest import FhirRequest, execute
+    from carenet.audit import append_many
     from carenet.bootstrap import build_store
     from carenet.fhir.outcomes import OperationOutcomeError
     from carenet.store.migrate import upgrade
@@ -170,8 +172,14 @@ def _post_bundles(bundles: list[dict[str, Any]], label: str) -> int:
         task = bar.add_task(label, total=total)
         for b in bundles:
             try:
+                trail = Trail(
+                    Who(agent=f"Device/carenet-cli-{label.replace(' ', '-')}", role="operator")
+                )
                 with store.unit_of_work() as uow:
-                    execute(uow.repo, FhirRequest(method="POST", path="", body=b, base=s.fhir_base))
+                    req = FhirRequest(method="POST", path="", body=b, base=s.fhir_base, trail=trail)
+                    execute(uow.repo, req)
+                    uow.repo.flush()
+                    append_many(uow.repo.conn, trail.records, chains=s.audit_chains)
                     uow.commit()
                 ok += 1
             except OperationOutcomeError as err:
@@ -201,6 +209,24 @@ def bench(
     raise typer.Exit(module.main(list(ctx.args)))
 
 
+audit_app = typer.Typer(help="The audit chain (全程留痕): verify it", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk every audit hash chain; name the first altered, deleted or inserted event."""
+    from carenet.audit.console import run_verify
+    from carenet.store.engine import build_engine
+
+    engine = build_engine(_settings().database_url)
+    try:
+        report = run_verify(engine, console)
+    finally:
+        engine.dispose()
+    raise typer.Exit(0 if report.ok else 1)
+
+
 @app.command("export-capability")
 def export_capability() -> None:
     """Print the CapabilityStatement (for documentation)."""
@@ -212,6 +238,67 @@ def export_capability() -> None:
         ).decode()
         + "\n"
     )
+
+
+client_app = typer.Typer(help="OAuth2 / SMART clients", no_args_is_help=True)
+app.add_typer(client_app, name="client")
+
+
+@client_app.command("create")
+def client_create(
+    name: Annotated[str, typer.Option(help="the client's name, shown on the consent page")],
+    scope: Annotated[str, typer.Option(help='scopes it may be granted, e.g. "system/*.rs"')],
+    kind: Annotated[str, typer.Option(help="confidential | public")] = "confidential",
+    redirect_uri: Annotated[
+        list[str] | None, typer.Option(help="redirect URI (repeatable; apps only)")
+    ] = None,
+    grant_type: Annotated[
+        list[str] | None,
+        typer.Option(help="authorization_code | client_credentials | refresh_token (repeatable)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON for machines")] = False,
+) -> None:
+    """Register an OAuth2 client and print its client_id and client_secret (shown only once)."""
+    from carenet.access.clients import create_client
+    from carenet.bootstrap import build_store
+    from carenet.fhir.outcomes import OperationOutcomeError
+    from carenet.store.migrate import upgrade
+
+    s = _settings()
+    upgrade(s.database_url)
+    store = build_store(s)
+    try:
+        with store.unit_of_work() as uow:
+            client_id, secret = create_client(
+                uow.repo.conn,
+                name=name,
+                scopes=scope,
+                kind=kind,  # type: ignore[arg-type]  # checked by create_client
+                redirect_uris=tuple(redirect_uri or ()),
+                grant_types=tuple(grant_type) if grant_type else None,
+            )
+            uow.commit()
+    except OperationOutcomeError as err:
+        console.print(f"[red]client refused ({err.status})[/red]: {err}")
+        raise typer.Exit(2) from err
+    finally:
+        store.engine.dispose()
+    token_endpoint = s.base_url.rstrip("/") + "/auth/token"
+    if as_json:
+        out = {
+            "client_id": client_id,
+            "client_secret": secret,
+            "scope": " ".join(scope.split()),
+            "token_endpoint": token_endpoint,
+        }
+        sys.stdout.write(orjson.dumps(out).decode() + "\n")
+        return
+    console.print(f"[green]client registered[/green]: {name}")
+    sys.stdout.write(f"client_id: {client_id}\n")
+    if secret is not None:
+        sys.stdout.write(f"client_secret: {secret}\n")
+        console.print("[yellow]the secret is shown only now; it is stored only as a hash[/yellow]")
+    console.print(f"token endpoint: {token_endpoint}")
 
 
 def _safe_url(url: str) -> str:

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     master_secret: str = DEV_MASTER_SECRET
     # Parallel audit hash chains (see docs/audit.md): more chains, less lock contention.
     audit_chains: Annotated[int, Field(ge=1, le=64)] = 8
+    # OAuth2 / SMART (docs/oauth-smart.md) and portal sessions.
+    oauth_access_token_ttl_seconds: Annotated[int, Field(ge=60)] = 3600
+    oauth_refresh_token_ttl_seconds: Annotated[int, Field(ge=60)] = 30 * 24 * 3600
+    oauth_code_ttl_seconds: Annotated[int, Field(ge=10, le=600)] = 120
+    session_ttl_seconds: Annotated[int, Field(ge=60)] = 8 * 3600
+    login_ticket_ttl_seconds: Annotated[int, Field(ge=30)] = 300
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:

@@ -103,8 +103,21 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok", "fhirVersion": FHIR_VERSION}
 
+    from carenet.api.auth import bearer_authenticator
+    from carenet.api.auth_router import create_auth_router
+    from carenet.bootstrap import build_auth_context
+
+    auth_ctx = build_auth_context(settings)
+    # Before the FHIR routes: /fhir/{type}/{id} would otherwise capture
+    # /fhir/.well-known/smart-configuration.
+    app.include_router(
+        create_auth_router(settings, store, auth_ctx, on_event=_audit_auth_event(settings))
+    )
+
+    authenticate = bearer_authenticator(store, auth_ctx)
+
     def handle(request: Request, path: str, body: bytes) -> Response:
-        return _handle(settings, store, request, path, body)
+        return _handle(settings, store, request, path, body, authenticate)
 
     _register_fhir_routes(app, handle)
     return app
@@ -231,7 +244,14 @@ def _parse_body(
     return parse_json(body), ctype or None
 
 
-def _handle(settings: Settings, store: Store, request: Request, path: str, body: bytes) -> Response:
+def _handle(
+    settings: Settings,
+    store: Store,
+    request: Request,
+    path: str,
+    body: bytes,
+    authenticate: Any = None,
+) -> Response:
     params = parse_qsl(request.url.query, keep_blank_values=True)
     pretty = any(k == "_pretty" and v == "true" for k, v in params)
     trail: Trail | None = None
@@ -239,15 +259,23 @@ def _handle(settings: Settings, store: Store, request: Request, path: str, body:
         _negotiate(request, params)
         method = request.method.upper()
         parsed, ctype = _parse_body(request, method, path, body, settings)
-        trail = Trail(
-            Who(
-                agent="anonymous",
-                source_address=request.client.host if request.client else None,
-                request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+        source = request.client.host if request.client else None
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        trail = Trail(Who(source_address=source, request_id=request_id))
+        principal = authenticate(request) if authenticate is not None else None
+        if principal is not None:
+            trail = Trail(
+                Who(
+                    agent=principal.fhir_user or f"urn:carenet:client:{principal.client_id}",
+                    role=principal.account_role,
+                    on_behalf_of=principal.launch_patient,
+                    source_address=source,
+                    request_id=request_id,
+                )
             )
-        )
         req = FhirRequest(
             trail=trail,
+            principal=principal,
             method=method,
             path=path,
             params=params,
@@ -290,6 +318,46 @@ def _run(store: Store, req: FhirRequest, chains: int) -> FhirResponse:
                 ) from exc
             raise
     raise AssertionError("unreachable")
+
+
+_AUTH_SUBTYPES = {
+    "login": ("login", 0),
+    "login-failed": ("login-failed", 4),
+    "logout": ("logout", 0),
+    "token": ("login", 0),
+    "token-refused": ("login-failed", 4),
+    "authorize": ("login", 0),
+    "authorize-denied": ("login-failed", 4),
+}
+
+
+def _audit_auth_event(settings: Settings) -> Any:
+    """Logins, failed logins, token grants and refusals go to the audit chain, in the same
+    transaction as the step they record."""
+    from carenet.audit import AuditRecord
+
+    def hook(conn: Any, event: Any) -> None:
+        subtype, outcome = _AUTH_SUBTYPES.get(event.action, ("login-failed", 4))
+        if event.account_id:
+            agent = f"urn:carenet:account:{event.account_id}"
+        elif event.client_id:
+            agent = f"urn:carenet:client:{event.client_id}"
+        else:
+            agent = "anonymous"
+        record = AuditRecord(
+            subtype=subtype,
+            agent=agent,
+            outcome=outcome,
+            source_address=event.source,
+            detail={
+                "step": event.action,
+                **({"code": event.code} if event.code else {}),
+                **({"client": event.client_id} if event.client_id else {}),
+            },
+        )
+        append_many(conn, [record], chains=settings.audit_chains)
+
+    return hook
 
 
 def _record_refusal(

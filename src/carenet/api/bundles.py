@@ -167,7 +167,7 @@ def _patch_body(resource: Any, where: str) -> Any:
     )
 
 
-def _request_for(e: _Entry, base: str, prefer: Any, body: Any) -> Any:
+def _request_for(e: _Entry, base: str, prefer: Any, body: Any, principal: Any = None) -> Any:
     from carenet.api.fhir_rest import FhirRequest
 
     r = FhirRequest.from_url(
@@ -180,6 +180,7 @@ def _request_for(e: _Entry, base: str, prefer: Any, body: Any) -> Any:
         prefer=prefer,
         base=base,
         content_type="application/json-patch+json" if e.method == "PATCH" else None,
+        principal=principal,
     )
     return r
 
@@ -267,7 +268,7 @@ def _transaction(repo: Repository, req: Any, entries: list[_Entry]) -> list[dict
                 FhirResponse(200, found, {"ETag": f'W/"{found["meta"]["versionId"]}"'}), req.prefer
             )
             continue
-        r = _request_for(e, req.base, req.prefer, e.resource)
+        r = _request_for(e, req.base, req.prefer, e.resource, req.principal)
         if e.method == "POST":
             r.assigned_id = assigned[e.index]
             r.if_none_exist = None  # checked above, under the criteria lock
@@ -360,7 +361,7 @@ def _batch(repo: Repository, req: Any, entries: list[_Entry]) -> list[dict[str, 
 
     out: list[dict[str, Any]] = []
     for e in entries:
-        r = _request_for(e, req.base, req.prefer, e.resource)
+        r = _request_for(e, req.base, req.prefer, e.resource, req.principal)
         repo.flush()
         savepoint = repo.conn.begin_nested()
         try:

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from carenet.access.oauth_errors import insufficient_scope
+from carenet.access.oauth_tokens import Principal
+from carenet.access.scopes import allows
 from carenet.api.audit_trail import Trail
 from carenet.fhir import outcomes
 from carenet.fhir.definitions import is_resource_type
@@ -64,6 +67,9 @@ class FhirRequest:
     # Where interactions record what they did for the audit chain; None inside Bundles,
     # whose processing records the Bundle as a whole.
     trail: Trail | None = None
+    # The bearer token's principal (None: no token). Its SMART scopes bound every interaction,
+    # Bundle entries included.
+    principal: Principal | None = None
 
     @classmethod
     def from_url(cls, method: str, url: str, **kw: Any) -> FhirRequest:
@@ -146,6 +152,8 @@ def _write_response(req: FhirRequest, stored: dict[str, Any], status: int) -> Fh
 
 def execute(repo: Repository, req: FhirRequest) -> FhirResponse:
     """Carry out one FHIR interaction. Raises OperationOutcomeError for anything refused."""
+    if req.principal is not None:
+        _check_scopes(req)
     resp = _execute(repo, req)
     if req.trail is not None:
         _record(req, resp)
@@ -175,6 +183,29 @@ def interaction_of(m: str, path: str, body: Any) -> str | None:
     return {"GET": "read", "PUT": "update", "DELETE": "delete", "PATCH": "patch"}.get(
         m, "operation"
     )
+
+
+def _check_scopes(req: FhirRequest) -> None:
+    """SMART scopes: the token must grant this interaction on this resource type (for a
+    system-level search or history: on every type). Bundles are checked entry by entry."""
+    assert req.principal is not None
+    interaction = interaction_of(req.method, req.path, req.body)
+    if interaction in (None, "transaction", "batch"):
+        return
+    head = req.path.split("/", 1)[0]
+    p = req.principal
+    if head and is_resource_type(head):
+        types: list[str] = [head]
+    else:
+        from carenet.fhir.definitions import resource_types
+
+        types = sorted(resource_types())
+    for rt in types:
+        if not allows(p.scopes, p.contexts, rt, interaction):
+            letter = {"create": "c", "update": "u", "patch": "u", "delete": "d", "search": "s"}.get(
+                interaction, "r"
+            )
+            raise insufficient_scope(f"{rt}.{letter}")
 
 
 def _record(req: FhirRequest, resp: FhirResponse) -> None:

@@ -127,3 +127,47 @@ def test_load_of_a_missing_path_is_a_usage_error(db_url, tmp_path):
     result = run(db_url, "load", str(tmp_path / "nope.json"))
     assert result.returncode == 2
     assert "no such file" in result.stderr
+
+
+def test_audit_verify_passes_on_a_clean_chain_and_names_an_altered_event(db_url):
+    from sqlalchemy import update
+
+    from carenet.audit import audit_events
+
+    assert run(db_url, "migrate").returncode == 0
+    assert run(db_url, "demo").returncode == 0  # loading is audited too
+    # Write some audited requests through the API.
+    from fastapi.testclient import TestClient
+
+    from carenet.api.app import create_app
+    from carenet.bootstrap import build_store
+    from carenet.config import Settings
+
+    settings = Settings(database_url=db_url)
+    store = build_store(settings)
+    with TestClient(create_app(settings, store)) as client:
+        for _ in range(3):
+            client.get("/fhir/Patient", params={"_count": "2"})
+    from sqlalchemy import func, select
+
+    with store.engine.connect() as conn:
+        loaders = conn.execute(
+            select(func.count())
+            .select_from(audit_events)
+            .where(audit_events.c.agent == "Device/carenet-cli-demo-region")
+        ).scalar_one()
+    assert loaders >= 200  # one per patient touched, and one for the rest
+    ok = run(db_url, "audit", "verify")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    with store.engine.begin() as conn:
+        first = conn.execute(audit_events.select().limit(1)).mappings().one()
+        conn.execute(
+            update(audit_events)
+            .where(audit_events.c.chain_id == first["chain_id"], audit_events.c.seq == first["seq"])
+            .values(agent="Practitioner/forger")
+        )
+    store.engine.dispose()
+    bad = run(db_url, "audit", "verify")
+    assert bad.returncode == 1
+    out = bad.stdout + bad.stderr
+    assert "altered" in out and str(first["seq"]) in out
