@@ -305,6 +305,23 @@ class SearchCompiler(TypeConditions):
         return out
 
 
+def _drives(res_type: str, name: str) -> bool:
+    """Whether a parameter is an equality match that can drive a search (see
+    SearchContext.correlate_ranges): _id, or a reference, token, string or uri parameter
+    without a negating or substring modifier."""
+    code, _, modifier = name.partition(":")
+    if code == "_id":
+        return True
+    if "." in code or modifier in ("not", "missing", "contains", "below", "above", "text"):
+        return False
+    p = get_param(res_type, code)
+    return (
+        p is not None
+        and p.type in ("reference", "token", "string", "uri")
+        and not p.from_resource_table
+    )
+
+
 def compile_search(
     ctx: SearchContext, res_type: str | None, params: list[tuple[str, str]]
 ) -> CompiledSearch:
@@ -315,6 +332,13 @@ def compile_search(
     if res_type is not None:
         where.append(resources.c.res_type == const(res_type))
     order: list[UnaryExpression[Any]] = []
+    # SQLite only: PostgreSQL's planner already turns the IN lists into well-ordered semi-joins
+    # (measured at 2,500 patients: correlating made code+date searches 37% slower there).
+    ctx.correlate_ranges = (
+        ctx.sqlite
+        and res_type is not None
+        and any(_drives(res_type, name) for name, value in params if value != "")
+    )
     for name, value in params:
         base = name.split(":")[0]
         if base in ("_include", "_revinclude"):

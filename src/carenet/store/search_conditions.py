@@ -61,6 +61,12 @@ class SearchContext:
     now_ms: int
     sqlite: bool
     issues: list[Issue] = field(default_factory=list)
+    # Set when the search also has an equality condition (reference, token, ...) to drive it:
+    # range conditions (date, number, quantity) are then probed per candidate (a correlated
+    # EXISTS on the per-resource index) instead of listing every resource in the range, which
+    # SQLite's planner would otherwise do first (one patient's observations in a date range at
+    # 50,000 resources: 18 ms before, 3 ms after).
+    correlate_ranges: bool = False
 
     def unknown(self, name: str, text: str, *, unsupported: bool = False) -> None:
         """An unknown or unsupported parameter: 400 when strict, else a warning and skip."""
@@ -94,14 +100,16 @@ def in_index(
     build: Any,
     *,
     negate: bool = False,
+    correlated: bool = False,
 ) -> ColumnElement[bool]:
-    """id_col IN (res_ids of ``rtype`` having a row of ``param`` that satisfies ``build(t)``)."""
+    """id_col IN (res_ids of ``rtype`` having a row of ``param`` that satisfies ``build(t)``),
+    or, ``correlated``, EXISTS such a row for this very resource."""
     t = _TABLES[table_name].alias()
     conds: list[ColumnElement[bool]] = [t.c.param == const(param)]
     extra = build(t) if build is not None else None
     if extra is not None:
         conds.append(extra)
-    if rtype is None:
+    if rtype is None or correlated:
         clause: ColumnElement[bool] = exists(
             select(literal(1)).where(t.c.res_type == type_col, t.c.res_id == id_col, *conds)
         )
@@ -245,7 +253,9 @@ class TypeConditions:
                 )
             )
 
-        return in_index(rtype, tc, ic, "idx_date", p.code, build)
+        return in_index(
+            rtype, tc, ic, "idx_date", p.code, build, correlated=self.ctx.correlate_ranges
+        )
 
     def _number(
         self,
@@ -265,7 +275,9 @@ class TypeConditions:
         def build(t: Any) -> ColumnElement[bool]:
             return or_(*(number_cond(self.ctx, t.c.value, pr, d, h) for pr, d, h in parsed))
 
-        return in_index(rtype, tc, ic, "idx_number", p.code, build)
+        return in_index(
+            rtype, tc, ic, "idx_number", p.code, build, correlated=self.ctx.correlate_ranges
+        )
 
     def _quantity_cond(
         self, t: Any, q: tuple[str, Decimal, Decimal, str | None, str | None]
@@ -298,6 +310,7 @@ class TypeConditions:
             "idx_quantity",
             p.code,
             lambda t: or_(*(self._quantity_cond(t, q) for q in parsed)),
+            correlated=self.ctx.correlate_ranges,
         )
 
     def _uri(
