@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import statistics
 import sys
@@ -216,7 +217,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resources-per-patient", type=int, default=20)
     p.add_argument("--concurrency", type=int, default=2, help="Bundles in flight while loading")
     p.add_argument("--seed", type=int, default=2026)
-    p.add_argument("--token", default=None, help="Bearer token, if required")
+    p.add_argument(
+        "--token", default=os.environ.get("CARENET_BENCH_TOKEN"), help="Bearer token, if required"
+    )
     p.add_argument("--results", default=str(RESULTS), help="markdown file to write the section to")
     p.add_argument(
         "--database-url",

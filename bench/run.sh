@@ -32,8 +32,18 @@ start_server() {  # url port workers
 }
 stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=; }
 
+token_for() {  # url port: a backend-service token (client credentials) for the benchmarks
+  local creds id secret
+  creds=$(CARENET_DATABASE_URL=$1 $BIN/carenet client create --name "bench-$$" --scope "system/*.cruds" --json)
+  id=$($BIN/python -c 'import json,sys; print(json.load(sys.stdin)["client_id"])' <<<"$creds")
+  secret=$($BIN/python -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])' <<<"$creds")
+  curl -sf -u "$id:$secret" -d grant_type=client_credentials -d "scope=system/*.cruds" \
+    "http://127.0.0.1:$2/auth/token" | $BIN/python -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+
 psql "$PG_ADMIN" -qc "CREATE DATABASE $PG_DB" >/dev/null
 start_server "$PG_URL" 8301 2
+export CARENET_BENCH_TOKEN=$(token_for "$PG_URL" 8301)
 $BIN/python -m bench.ingest --label postgresql --base-url http://127.0.0.1:8301/fhir --database-url "$PG_URL" \
   --patients "$PATIENTS" --concurrency 4 --repeat 3
 $BIN/python -m bench.latency --label postgresql --base-url http://127.0.0.1:8301/fhir --database-url "$PG_URL" \
@@ -41,6 +51,7 @@ $BIN/python -m bench.latency --label postgresql --base-url http://127.0.0.1:8301
 stop_server
 
 start_server "$SQLITE_URL" 8302 1
+export CARENET_BENCH_TOKEN=$(token_for "$SQLITE_URL" 8302)
 $BIN/python -m bench.ingest --label sqlite --base-url http://127.0.0.1:8302/fhir --database-url "$SQLITE_URL" \
   --patients "$PATIENTS" --concurrency 2 --repeat 3
 $BIN/python -m bench.latency --label sqlite --base-url http://127.0.0.1:8302/fhir --database-url "$SQLITE_URL" \

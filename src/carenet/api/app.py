@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from enum import Enum
-from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from typing import Any, cast
+from urllib.parse import parse_qsl, unquote, urlencode
 
 import orjson
 from fastapi import FastAPI, Request
@@ -20,6 +21,8 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from carenet import FHIR_VERSION, __version__
+from carenet.access.actor import resolve_actor
+from carenet.access.guard import GuardedRepository
 from carenet.api.audit_trail import OUTCOME_MINOR_FAILURE, OUTCOME_SERIOUS_FAILURE, Trail, Who
 from carenet.api.fhir_rest import FhirRequest, FhirResponse, Prefer, execute, interaction_of
 from carenet.audit import append_many
@@ -27,6 +30,7 @@ from carenet.config import Settings
 from carenet.fhir import outcomes
 from carenet.fhir.jsonparse import parse_json
 from carenet.fhir.outcomes import OperationOutcomeError
+from carenet.store.repository import Repository
 from carenet.store.uow import Store
 
 log = logging.getLogger(__name__)
@@ -276,6 +280,9 @@ def _handle(
         req = FhirRequest(
             trail=trail,
             principal=principal,
+            acting_organization=request.headers.get("x-acting-organization"),
+            # Percent-encoded UTF-8, since HTTP header values are ASCII (the reason is Chinese).
+            break_glass=unquote(request.headers.get("x-break-glass-reason") or "") or None,
             method=method,
             path=path,
             params=params,
@@ -301,7 +308,18 @@ def _run(store: Store, req: FhirRequest, chains: int) -> FhirResponse:
         req.trail.records.clear()
         try:
             with store.unit_of_work() as uow:
-                resp = execute(uow.repo, req)
+                actor = resolve_actor(
+                    uow.repo.conn,
+                    uow.repo,
+                    req.principal,
+                    acting_organization=req.acting_organization,
+                    break_glass=req.break_glass,
+                )
+                req.trail.who = replace(req.trail.who, role=req.trail.who.role or actor.role)
+                if actor.break_glass:
+                    # Flagged for the regulator's review: who broke the glass, why, from where.
+                    req.trail.add("break-glass", refs=[req.path], purpose=actor.break_glass)
+                resp = execute(cast(Repository, GuardedRepository(uow.repo, actor)), req)
                 uow.repo.flush()
                 # Last, so that the chain head is locked only for the commit itself.
                 append_many(uow.repo.conn, req.trail.records, chains=chains)

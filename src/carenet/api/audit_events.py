@@ -27,10 +27,13 @@ SEARCH_PARAMS = {
 _OUTCOMES = {"0", "4", "8", "12"}
 
 
-def read(conn: Any, res_id: str, source: str) -> dict[str, Any]:
+def read(
+    conn: Any, res_id: str, source: str, *, patients: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """One event; ``patients`` (when given) limits it to events about those patients."""
     key = audit.parse_audit_event_id(res_id)
     row = audit.read_event(conn, *key) if key else None
-    if row is None:
+    if row is None or (patients is not None and row["patient"] not in patients):
         raise outcomes.not_found(f"AuditEvent/{res_id} is not known")
     return audit.to_fhir(row, source=source)
 
@@ -39,6 +42,7 @@ def search(
     conn: Any,
     params: list[tuple[str, str]],
     *,
+    patients: frozenset[str] | None = None,
     source: str,
     base: str,
     strict: bool,
@@ -89,12 +93,30 @@ def search(
             raise outcomes.bad_request(
                 f"Invalid value {value!r} for AuditEvent search parameter {name!r}", name
             ) from exc
+    if patients is not None:
+        # A patient sees only events about the patients they act for: one at a time.
+        asked = criteria.get("patient")
+        if asked is None and len(patients) == 1:
+            criteria["patient"] = next(iter(patients))
+        elif asked not in patients:
+            raise outcomes.OperationOutcomeError(
+                403,
+                [
+                    outcomes.Issue(
+                        "error",
+                        "forbidden",
+                        "Give the patient parameter: one of the patients you act for",
+                        ("patient",),
+                        "ACCESS-DENIED",
+                    )
+                ],
+            )
     if ids:
         entries = []
         for i in ids:
             key = audit.parse_audit_event_id(i)
             row = audit.read_event(conn, *key) if key else None
-            if row is not None:
+            if row is not None and (patients is None or row["patient"] in patients):
                 entries.append(audit.to_fhir(row, source=source))
         return _bundle(entries, len(entries), base, params, None, issues)
     rows = audit.query(conn, limit=count, offset=offset, **criteria)

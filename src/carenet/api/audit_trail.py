@@ -45,6 +45,7 @@ class Trail:
         query: str | None = None,
         outcome: int = OUTCOME_SUCCESS,
         detail: dict[str, Any] | None = None,
+        purpose: str | None = None,
     ) -> None:
         """One record per patient concerned (so "who looked at my record" finds it), or one
         record without a patient when none is."""
@@ -71,6 +72,7 @@ class Trail:
                     entities=tuple(entities),
                     query=query,
                     detail=detail,
+                    purpose=purpose,
                 )
             )
 

@@ -70,6 +70,9 @@ class FhirRequest:
     # The bearer token's principal (None: no token). Its SMART scopes bound every interaction,
     # Bundle entries included.
     principal: Principal | None = None
+    # Headers the access layer reads: where staff act, and a break-glass reason.
+    acting_organization: str | None = None
+    break_glass: str | None = None
 
     @classmethod
     def from_url(cls, method: str, url: str, **kw: Any) -> FhirRequest:
@@ -333,15 +336,26 @@ def _audit_events(repo: Repository, req: FhirRequest, parts: list[str]) -> FhirR
         raise outcomes.method_not_allowed(
             "AuditEvents are written only by the server, into the audit chain; they cannot be created, changed or deleted"
         )
-    if len(parts) == 2 and parts[1] != "_search":
+    # The guard (when there is an actor) decides who may read which events: the regulator all,
+    # a patient those about themselves ("who looked at my record"), nobody else.
+    guard = getattr(repo, "actor", None) is not None
+    searching = not (len(parts) == 2 and parts[1] != "_search")
+    scope = repo.scope("AuditEvent", "search" if searching else "read") if guard else "all"  # type: ignore[attr-defined]
+    patients: frozenset[str] | None = (
+        frozenset(f"Patient/{p}" for p in repo.actor.patients) if scope == "compartment" else None  # type: ignore[attr-defined]
+    )
+    if not searching:
         _check_id(parts[1])
-        return FhirResponse(200, audit_events.read(repo.conn, parts[1], repo.source))
+        return FhirResponse(
+            200, audit_events.read(repo.conn, parts[1], repo.source, patients=patients)
+        )
     if len(parts) > 2 or (len(parts) == 2 and parts[1] != "_search"):
         raise outcomes.not_supported("AuditEvent supports read and search only")
     params = list(req.params) + (list(req.body) if isinstance(req.body, list) else [])
     bundle = audit_events.search(
         repo.conn,
         params,
+        patients=patients,
         source=repo.source,
         base=req.base,
         strict=req.prefer.handling == "strict",

@@ -80,6 +80,9 @@ QUALIFICATION_KIND = f"{CARENET_BASE}/CodeSystem/qualification-kind"
 #: Where a resource came from when it is not real care: ``demo`` (the demo region) or
 #: ``bench`` (benchmark data); used in ``meta.tag`` so such data can be found and removed.
 DATA_ORIGIN = f"{CARENET_BASE}/CodeSystem/data-origin"
+# meta.tag stamped by the server on what staff write: the institution the data belongs to
+# (access control: staff see their own institution's data). Clients cannot set or remove it.
+OWNER_ORGANIZATION = f"{CARENET_BASE}/CodeSystem/owner-organization"
 
 #: 医院等级 codes: grade 三/二/一级 and rank 甲/乙/丙 (医院分级管理办法, 1989). A grade without a rank
 #: means "graded, not yet ranked"; ``unrated`` is for institutions outside the grading (村卫生室).

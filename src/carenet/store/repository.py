@@ -410,8 +410,14 @@ class Repository:
     # ---------------------------------------------------------------- search
 
     def search(
-        self, res_type: str | None, params: list[tuple[str, str]], *, strict: bool = False
+        self,
+        res_type: str | None,
+        params: list[tuple[str, str]],
+        *,
+        strict: bool = False,
+        visible: search_mod.Visible | None = None,
     ) -> search_mod.SearchResult:
+        """A FHIR search; ``visible`` restricts every part of it to what the caller may see."""
         self.flush()
         return search_mod.search(
             self.conn,
@@ -421,9 +427,17 @@ class Repository:
             tz=self.tz,
             default_count=self.default_count,
             max_count=self.max_count,
+            visible=visible,
         )
 
-    def find(self, res_type: str, criteria: str, *, limit: int = 2) -> list[dict[str, Any]]:
+    def find(
+        self,
+        res_type: str,
+        criteria: str,
+        *,
+        limit: int = 2,
+        visible: search_mod.Visible | None = None,
+    ) -> list[dict[str, Any]]:
         """The resources matching conditional criteria (a query string), at most ``limit``."""
         from urllib.parse import parse_qsl
 
@@ -431,7 +445,7 @@ class Repository:
         if not params:
             raise outcomes.bad_request(f"Conditional criteria {criteria!r} are empty")
         params = [p for p in params if p[0] != "_count"] + [("_count", str(limit))]
-        result = self.search(res_type, params, strict=True)
+        result = self.search(res_type, params, strict=True, visible=visible)
         return result.matches
 
     def _lock_criteria(self, res_type: str, criteria: str) -> None:

@@ -2,7 +2,8 @@
 ``_include``/``_revinclude`` and the result.
 
 Paged result sets are frozen in ``search_snapshots`` so that following next/previous links is
-stable while data changes.
+stable while data changes. The caller's ``visible`` condition (access control) is applied to
+matches, snapshot pages and includes here, and to chains and ``_has`` by the compiler.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from carenet.fhir.outcomes import Issue, bad_request, gone
 from carenet.fhir.searchparams import RESULT_PARAMS, get_param, params_for, resource_types
 from carenet.store.schema import INDEX_TABLES, resources, search_snapshot_meta, search_snapshots
 from carenet.store.search_compiler import compile_search
-from carenet.store.search_conditions import SearchContext
+from carenet.store.search_conditions import SearchContext, Visible
 from carenet.store.search_values import check_text, int_param
 
 SNAPSHOT_TTL_MS = 3_600_000
@@ -45,20 +46,23 @@ def _page_link(prefix: str, snapshot: str, offset: int, count: int) -> str:
     return f"{prefix}?_getpages={snapshot}&_getpagesoffset={offset}&_count={count}"
 
 
-def _load(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+def _load(
+    conn: Connection, ctx: SearchContext, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The current content of ``keys`` that exist, are not deleted and the caller may see."""
     by_type: dict[str, list[str]] = {}
     for t, i in keys:
         by_type.setdefault(t, []).append(i)
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for t, ids in by_type.items():
+        seen = ctx.visible_cond(t, resources.c.res_type, resources.c.res_id)
         for k in range(0, len(ids), 500):
-            rows = conn.execute(
-                select(resources.c.res_type, resources.c.res_id, resources.c.content).where(
-                    resources.c.res_type == t,
-                    resources.c.res_id.in_(ids[k : k + 500]),
-                    resources.c.deleted == false(),
-                )
+            q = select(resources.c.res_type, resources.c.res_id, resources.c.content).where(
+                resources.c.res_type == t,
+                resources.c.res_id.in_(ids[k : k + 500]),
+                resources.c.deleted == false(),
             )
+            rows = conn.execute(q if seen is None else q.where(seen))
             for rt, rid, content in rows:
                 if content:
                     out[(rt, rid)] = orjson.loads(content)
@@ -155,7 +159,7 @@ def _include_round(
 
 
 def _includes(
-    conn: Connection, specs: list[_IncludeSpec], matches: list[dict[str, Any]]
+    conn: Connection, ctx: SearchContext, specs: list[_IncludeSpec], matches: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     if not specs or not matches:
         return []
@@ -169,7 +173,8 @@ def _includes(
             if k not in seen:
                 seen.add(k)
                 keys.append(k)
-        loaded = _load(conn, keys)
+        # Hidden resources are neither included nor followed by :iterate.
+        loaded = _load(conn, ctx, keys)
         current = [loaded[k] for k in keys if k in loaded]
         out.extend(current)
         active = [s for s in specs if s.iterate]
@@ -188,10 +193,17 @@ def search(
     default_count: int = 20,
     max_count: int = 1000,
     now_ms: int | None = None,
+    visible: Visible | None = None,
 ) -> SearchResult:
-    """Run a FHIR search of ``res_type`` (None: all types) with decoded (name, value) pairs."""
+    """Run a FHIR search of ``res_type`` (None: all types) with decoded (name, value) pairs.
+
+    ``visible`` (access control) restricts the matches and total, snapshot pages, included
+    resources, chain targets and ``_has`` sources to what the caller may see; None: everything.
+    """
     now = now_ms if now_ms is not None else int(time.time() * 1000)
-    ctx = SearchContext(strict=strict, tz=tz, now_ms=now, sqlite=conn.dialect.name == "sqlite")
+    ctx = SearchContext(
+        strict=strict, tz=tz, now_ms=now, sqlite=conn.dialect.name == "sqlite", visible=visible
+    )
     for name, value in params:
         check_text(name, name)
         check_text(value, name)
@@ -235,7 +247,9 @@ def search(
     if len(rows) <= count:
         matches = [orjson.loads(r.content) for r in rows if r.content]
         total = None if total_mode == "none" else len(matches)
-        return SearchResult(matches, _includes(conn, includes, matches), total, links, ctx.issues)
+        return SearchResult(
+            matches, _includes(conn, ctx, includes, matches), total, links, ctx.issues
+        )
 
     # More than one page: freeze the ordered id list so that later pages do not shift.
     keys = [
@@ -275,7 +289,7 @@ def search(
     matches = [orjson.loads(r.content) for r in rows[:count] if r.content]
     links.update(_paging_links(prefix, snapshot, 0, count, len(keys)))
     total = None if total_mode == "none" else total_all
-    return SearchResult(matches, _includes(conn, includes, matches), total, links, ctx.issues)
+    return SearchResult(matches, _includes(conn, ctx, includes, matches), total, links, ctx.issues)
 
 
 def _count(conn: Connection, where: list[ColumnElement[bool]]) -> int:
@@ -313,30 +327,48 @@ def _from_snapshot(
         ).scalar_one()
     )
     s = search_snapshots
+    joined = s.join(
+        resources,
+        and_(resources.c.res_type == s.c.res_type, resources.c.res_id == s.c.res_id),
+    )
+    # The snapshot holds no caller: whoever reads a page sees only what they may see now. The
+    # snapshot's own type, not the one in the request, says which type the rows are.
+    snap_type = meta.res_type or None
+    seen = ctx.visible_cond(snap_type, resources.c.res_type, resources.c.res_id)
+    in_window = [
+        s.c.snapshot_id == meta.snapshot_id,
+        s.c.position >= offset,
+        s.c.position < offset + count,
+        resources.c.deleted == false(),
+    ]
     rows = conn.execute(
         select(resources.c.content)
-        .select_from(
-            s.join(
-                resources,
-                and_(resources.c.res_type == s.c.res_type, resources.c.res_id == s.c.res_id),
-            )
-        )
-        .where(
-            s.c.snapshot_id == meta.snapshot_id,
-            s.c.position >= offset,
-            s.c.position < offset + count,
-            resources.c.deleted == false(),
-        )
+        .select_from(joined)
+        .where(*in_window, *([seen] if seen is not None else []))
         .order_by(s.c.position)
     ).all()
     matches = [orjson.loads(r.content) for r in rows if r.content]
     links = {"self": _page_link(prefix, meta.snapshot_id, offset, count)}
     links.update(_paging_links(prefix, meta.snapshot_id, offset, count, size))
-    includes = _includes(conn, _parse_includes(ctx, stored), matches)
+    includes = _includes(conn, ctx, _parse_includes(ctx, stored), matches)
     total_mode = dict(stored).get("_total", "accurate")
-    return SearchResult(
-        matches, includes, None if total_mode == "none" else int(meta.total), links, ctx.issues
-    )
+    total: int | None = None if total_mode == "none" else int(meta.total)
+    if total is not None and seen is not None:
+        if total <= size:
+            # The frozen total counts later-deleted entries too; only hidden ones drop out.
+            total = int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(joined)
+                    .where(s.c.snapshot_id == meta.snapshot_id, seen)
+                ).scalar_one()
+            )
+        else:
+            # The snapshot was cut at SNAPSHOT_MAX: count the stored query again for this caller.
+            known = len(ctx.issues)
+            total = _count(conn, compile_search(ctx, snap_type, stored).where)
+            del ctx.issues[known:]  # already reported with the first page
+    return SearchResult(matches, includes, total, links, ctx.issues)
 
 
-__all__ = ["SearchResult", "search"]
+__all__ = ["SearchResult", "Visible", "search"]

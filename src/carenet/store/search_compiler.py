@@ -221,7 +221,12 @@ class SearchCompiler(TypeConditions):
             )
             if inner is None:
                 return None
-            per_type.append(and_(ref.c.target_type == tt, inner))
+            conds = [ref.c.target_type == tt, inner]
+            # A hidden target must not be probed through the chain.
+            seen = self.ctx.visible_cond(tt, literal(tt), ref.c.target_id)
+            if seen is not None:
+                conds.append(seen)
+            per_type.append(and_(*conds))
         sub = select(ref.c.res_id).where(ref.c.param == p.code, or_(*per_type))
         if rtype is None:
             return None
@@ -259,6 +264,10 @@ class SearchCompiler(TypeConditions):
             ref.c.target_type == rtype,
             inner,
         )
+        # Only resources the caller may see can satisfy _has.
+        seen = self.ctx.visible_cond(src_type, literal(src_type), ref.c.res_id)
+        if seen is not None:
+            sub = sub.where(seen)
         return ic.in_(sub)
 
     # -- sorting ----------------------------------------------------------------------------
@@ -372,6 +381,9 @@ def compile_search(
         ]
         if clause is not None:
             where.append(clause)
+    seen = ctx.visible_cond(res_type, resources.c.res_type, resources.c.res_id)
+    if seen is not None:
+        where.append(seen)
     order.extend(
         [resources.c.res_type.asc(), resources.c.res_id.asc()]
         if res_type is None

@@ -7,6 +7,7 @@ composite parameters; ``search_compiler`` adds modifiers that change the query's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -42,6 +43,12 @@ from carenet.store.search_values import (
 
 _TABLES = {t.name: t for t in INDEX_TABLES.values()}
 
+Visible = Callable[[str | None, ColumnElement[Any], ColumnElement[Any]], ColumnElement[bool] | None]
+"""Access control inside search: ``visible(res_type, type_col, id_col)`` is a SQL condition that
+is true for the resources the caller may see, or None for no restriction on that type.
+``res_type`` is the concrete type when known (``type_col`` may then be ignored), None in a
+system-level search, where the condition must use ``type_col``."""
+
 
 def const(name: str) -> BindParameter[str]:
     """A registry name (resource type, parameter code) written into the SQL text.
@@ -67,6 +74,14 @@ class SearchContext:
     # SQLite's planner would otherwise do first (one patient's observations in a date range at
     # 50,000 resources: 18 ms before, 3 ms after).
     correlate_ranges: bool = False
+    # Applied to the matches, snapshot pages, included resources, chain targets and _has sources.
+    visible: Visible | None = None
+
+    def visible_cond(
+        self, rtype: str | None, type_col: ColumnElement[Any], id_col: ColumnElement[Any]
+    ) -> ColumnElement[bool] | None:
+        """The caller's visibility condition on these columns, or None when unrestricted."""
+        return None if self.visible is None else self.visible(rtype, type_col, id_col)
 
     def unknown(self, name: str, text: str, *, unsupported: bool = False) -> None:
         """An unknown or unsupported parameter: 400 when strict, else a warning and skip."""

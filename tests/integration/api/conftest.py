@@ -28,8 +28,29 @@ def client(settings: Settings) -> Iterator[TestClient]:
     app = create_app(settings, store)
     with TestClient(app, base_url=BASE, raise_server_exceptions=False) as c:
         c.headers["Content-Type"] = "application/fhir+json"
+        # A backend service with every scope: these tests are about FHIR behaviour; access
+        # control has its own tests (tests/integration/access_control).
+        c.headers["Authorization"] = f"Bearer {system_token(store, c)}"
         yield c
     store.engine.dispose()
+
+
+def system_token(store, client: TestClient, scope: str = "system/*.cruds") -> str:  # noqa: ANN001
+    """Register a confidential client with ``scope`` and get a token by client credentials."""
+    import uuid
+
+    from carenet.access.clients import create_client
+
+    with store.engine.begin() as conn:
+        client_id, secret = create_client(conn, name=f"test-{uuid.uuid4().hex[:8]}", scopes=scope)
+    r = client.post(
+        "/auth/token",
+        data={"grant_type": "client_credentials", "scope": scope},
+        auth=(client_id, secret or ""),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 200, r.text
+    return str(r.json()["access_token"])
 
 
 @pytest.fixture
@@ -134,3 +155,31 @@ def audit_log(settings: Settings):  # noqa: ANN201 - returns a callable
             store.engine.dispose()
 
     return events
+
+
+@pytest.fixture
+def live_token(live_server: str, db_url: str) -> str:
+    """A system-scoped bearer token for the live server (client registered in its database)."""
+    import uuid
+
+    import httpx
+
+    from carenet.access.clients import create_client
+    from carenet.store.engine import build_engine
+
+    engine = build_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            client_id, secret = create_client(
+                conn, name=f"live-{uuid.uuid4().hex[:8]}", scopes="system/*.cruds"
+            )
+    finally:
+        engine.dispose()
+    base = live_server.removesuffix("/fhir")
+    r = httpx.post(
+        f"{base}/auth/token",
+        data={"grant_type": "client_credentials", "scope": "system/*.cruds"},
+        auth=(client_id, secret or ""),
+    )
+    assert r.status_code == 200, r.text
+    return str(r.json()["access_token"])

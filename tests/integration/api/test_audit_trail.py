@@ -12,6 +12,13 @@ from carenet.bootstrap import build_store
 FHIR = "/fhir"
 
 
+def _actions(audit_log) -> list[dict]:  # noqa: ANN001
+    """The events after the test client's own token grant (a 'login' by client credentials)."""
+    events = audit_log()
+    assert events[0]["subtype"] == "login" and json.loads(events[0]["detail"])["step"] == "token"
+    return events[1:]
+
+
 def _patient(client) -> dict:
     body = {
         "resourceType": "Patient",
@@ -34,7 +41,7 @@ def test_create_read_search_update_delete_are_each_audited_with_the_patient(clie
     }
     o = client.post(f"{FHIR}/Observation", json=obs).json()
     client.delete(f"{FHIR}/Observation/{o['id']}")
-    events = audit_log()
+    events = _actions(audit_log)
     assert [(e["subtype"], e["action"], e["outcome"], e["patient"]) for e in events] == [
         ("create", "C", 0, ref),
         ("read", "R", 0, ref),
@@ -46,13 +53,17 @@ def test_create_read_search_update_delete_are_each_audited_with_the_patient(clie
     assert json.loads(events[0]["entities"]) == [ref]
     assert events[2]["query"] == f"_id={p['id']}"
     assert json.loads(events[5]["entities"]) == [f"Observation/{o['id']}"]
-    assert all(e["agent"] == "anonymous" and e["source_address"] for e in events)
+    agent = events[0]["agent"]
+    assert agent.startswith("urn:carenet:client:")
+    assert all(
+        e["agent"] == agent and e["agent_role"] == "system" and e["source_address"] for e in events
+    )
 
 
 def test_a_refused_request_is_audited_as_a_failure(client, audit_log):
     r = client.post(f"{FHIR}/Patient", json={"resourceType": "Patient", "gender": "boy"})
     assert r.status_code == 400
-    (event,) = audit_log()
+    (event,) = _actions(audit_log)
     assert event["subtype"] == "create" and event["outcome"] == 4
     assert json.loads(event["detail"])["status"] == 400
 
@@ -85,7 +96,7 @@ def test_a_transaction_is_audited_once_per_patient_it_touches(client, audit_log)
     }
     out = client.post(FHIR, json=bundle).json()
     pid = out["entry"][0]["resource"]["id"]
-    events = audit_log()
+    events = _actions(audit_log)
     assert sorted((e["subtype"], e["patient"] or "") for e in events) == [
         ("transaction", ""),
         ("transaction", f"Patient/{pid}"),
@@ -134,4 +145,4 @@ def test_the_chain_verifies_after_a_mix_of_requests(client, settings):
     finally:
         store.engine.dispose()
     assert report.ok, report.problems
-    assert report.events == 15
+    assert report.events == 1 + 15  # the client's token grant, then the requests

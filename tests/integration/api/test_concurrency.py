@@ -11,17 +11,20 @@ HEADERS = {"Content-Type": "application/fhir+json"}
 
 
 @pytest.mark.slow
-def test_fifty_concurrent_if_match_updates_one_winner_per_version_none_lost(live_server):
+def test_fifty_concurrent_if_match_updates_one_winner_per_version_none_lost(
+    live_server, live_token
+):
     base = live_server
+    headers = {**HEADERS, "Authorization": f"Bearer {live_token}"}
     created = httpx.post(
-        f"{base}/Patient", json={"resourceType": "Patient", "active": True}, headers=HEADERS
+        f"{base}/Patient", json={"resourceType": "Patient", "active": True}, headers=headers
     ).json()
     pid = created["id"]
 
     def attempt(i: int) -> int:
         body = {**created, "name": [{"text": f"writer {i}"}]}
         with httpx.Client(timeout=30) as c:
-            r = c.put(f"{base}/Patient/{pid}", json=body, headers={**HEADERS, "If-Match": 'W/"1"'})
+            r = c.put(f"{base}/Patient/{pid}", json=body, headers={**headers, "If-Match": 'W/"1"'})
             return r.status_code
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
@@ -33,13 +36,13 @@ def test_fifty_concurrent_if_match_updates_one_winner_per_version_none_lost(live
     def increment(i: int) -> int:
         with httpx.Client(timeout=30) as c:
             for _ in range(200):
-                cur = c.get(f"{base}/Patient/{pid}")
+                cur = c.get(f"{base}/Patient/{pid}", headers=headers)
                 version = cur.json()["meta"]["versionId"]
                 body = {**cur.json(), "name": [{"text": f"writer {i}"}]}
                 r = c.put(
                     f"{base}/Patient/{pid}",
                     json=body,
-                    headers={**HEADERS, "If-Match": f'W/"{version}"'},
+                    headers={**headers, "If-Match": f'W/"{version}"'},
                 )
                 if r.status_code == 200:
                     return int(r.json()["meta"]["versionId"])
@@ -49,7 +52,9 @@ def test_fifty_concurrent_if_match_updates_one_winner_per_version_none_lost(live
     with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
         versions = list(pool.map(increment, range(50)))
     assert sorted(versions) == list(range(3, 53))
-    hist = httpx.get(f"{base}/Patient/{pid}/_history", params={"_count": 100}).json()
+    hist = httpx.get(
+        f"{base}/Patient/{pid}/_history", params={"_count": 100}, headers=headers
+    ).json()
     assert hist["total"] == 52
     # every one of the 50 second-round writes is there, exactly once, none overwritten unseen
     second_round = sorted(

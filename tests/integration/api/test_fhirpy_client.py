@@ -9,8 +9,8 @@ import pytest
 from fhirpy import SyncFHIRClient
 
 
-def test_fhirpy_round_trip(live_server):
-    client = SyncFHIRClient(live_server)
+def test_fhirpy_round_trip(live_server, live_token):
+    client = SyncFHIRClient(live_server, authorization=f"Bearer {live_token}")
     tag = uuid.uuid4().hex[:8]
     created = []
     for i in range(7):

@@ -1,0 +1,145 @@
+"""Who is asking: the Actor of a request, resolved afresh from its token on every request
+(so a suspended practitioner role or an ended guardianship takes effect at once)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from carenet.access import oauth_errors
+from carenet.access.accounts import get_account
+from carenet.access.guardians import acting_for
+from carenet.access.oauth_tokens import Principal
+from carenet.access.permissions import STAFF_ROLES
+from carenet.fhir import outcomes
+from carenet.store.repository import Repository
+
+
+@dataclass(frozen=True)
+class Actor:
+    role: str
+    agent: str
+    patients: frozenset[str] = frozenset()  # Patient ids the actor acts for
+    organizations: frozenset[str] = frozenset()  # Organization ids of active, verified roles
+    acting_organization: str | None = None  # where what they write belongs
+    granted_patients: frozenset[str] = frozenset()  # patients whose Consent names them
+    break_glass: str | None = None  # the stated reason, when reading beyond their scope
+
+
+ANONYMOUS = Actor("anonymous", "anonymous")
+
+
+def _id(ref: str | None, rtype: str) -> str | None:
+    if ref and ref.startswith(f"{rtype}/"):
+        return ref.split("/")[1]
+    return None
+
+
+def resolve_actor(
+    conn: Connection,
+    repo: Repository,
+    principal: Principal | None,
+    *,
+    acting_organization: str | None = None,
+    break_glass: str | None = None,
+) -> Actor:
+    """The Actor of a request from its bearer token's Principal (None: anonymous)."""
+    if principal is None:
+        return ANONYMOUS
+    agent = principal.fhir_user or f"urn:carenet:client:{principal.client_id}"
+    if principal.account_id is None:
+        return Actor("system", agent)
+    role = principal.account_role or "anonymous"
+    if role == "patient":
+        refs = (
+            [principal.launch_patient]
+            if principal.launch_patient
+            else acting_for(conn, principal.account_id)
+        )
+        return Actor(
+            "patient", agent, patients=frozenset(i for r in refs if (i := _id(r, "Patient")))
+        )
+    if role in STAFF_ROLES:
+        from carenet.access.practitioners import active_roles
+
+        roles = active_roles(conn, repo, principal.fhir_user or "") if principal.fhir_user else []
+        orgs = frozenset(
+            i
+            for r in roles
+            if (i := _id((r.get("organization") or {}).get("reference"), "Organization"))
+        )
+        if not orgs:
+            # Only an active, verified role may act clinically; a suspension takes effect on
+            # the very next request because roles are read afresh here.
+            raise outcomes.OperationOutcomeError(
+                403,
+                [
+                    outcomes.Issue(
+                        "error",
+                        "forbidden",
+                        "没有已核验的有效执业角色 / no active, verified practitioner role",
+                        (),
+                        "AUTH-ROLE-NOT-ACTIVE",
+                    )
+                ],
+            )
+        acting = _acting(orgs, acting_organization)
+        granted = _granted_patients(repo, orgs, principal.fhir_user)
+        reason = (break_glass or "").strip() or None
+        return Actor(
+            role,
+            agent,
+            organizations=orgs,
+            acting_organization=acting,
+            granted_patients=granted,
+            break_glass=reason,
+        )
+    if role == "institution_admin":
+        account = get_account(conn, principal.account_id)
+        org = _id(account.organization_ref, "Organization")
+        orgs = frozenset({org}) if org else frozenset()
+        return Actor(role, agent, organizations=orgs, acting_organization=org)
+    if role in ("regional_admin", "regulator"):
+        return Actor(role, agent)
+    raise oauth_errors.insufficient_scope(f"a role CareNet knows (got {role!r})")
+
+
+def _acting(orgs: frozenset[str], asked: str | None) -> str | None:
+    if asked:
+        asked = asked.removeprefix("Organization/")
+        if asked not in orgs:
+            raise outcomes.OperationOutcomeError(
+                403,
+                [
+                    outcomes.Issue(
+                        "error",
+                        "forbidden",
+                        f"You have no active role at Organization/{asked}",
+                        (),
+                        "ACCESS-NOT-AT-ORGANIZATION",
+                    )
+                ],
+            )
+        return asked
+    return next(iter(orgs)) if len(orgs) == 1 else None
+
+
+def _granted_patients(
+    repo: Repository, orgs: frozenset[str], practitioner: str | None
+) -> frozenset[str]:
+    """Patients with an active Consent whose provision names the practitioner or one of their
+    institutions (issue 3: another institution's data only with the patient's Consent)."""
+    actors = [f"Organization/{o}" for o in sorted(orgs)] + ([practitioner] if practitioner else [])
+    if not actors:
+        return frozenset()
+    result = repo.search(
+        "Consent", [("actor", ",".join(actors)), ("status", "active"), ("_count", "1000")]
+    )
+    out: set[str] = set()
+    for consent in result.matches:
+        ref = (consent.get("patient") or {}).get("reference")
+        pid = _id(ref, "Patient")
+        if pid:
+            out.add(pid)
+    return frozenset(out)
