@@ -125,21 +125,34 @@ def _acting(orgs: frozenset[str], asked: str | None) -> str | None:
     return next(iter(orgs)) if len(orgs) == 1 else None
 
 
+# Where a patient's record is opened to another institution or practitioner (issue 3): the
+# patient's Consent, an active referral or remote consultation (ServiceRequest performer), a
+# family-doctor team (CareTeam participant) or an executed family-doctor contract (Contract
+# signer). Each: (type, reference parameter naming the actor, status, element naming the patient).
+GRANTS: tuple[tuple[str, str, str, str], ...] = (
+    ("Consent", "actor", "active", "patient"),
+    ("ServiceRequest", "performer", "active", "subject"),
+    ("CareTeam", "participant", "active", "subject"),
+    ("Contract", "signer", "executed", "subject"),
+)
+
+
 def _granted_patients(
     repo: Repository, orgs: frozenset[str], practitioner: str | None
 ) -> frozenset[str]:
-    """Patients with an active Consent whose provision names the practitioner or one of their
-    institutions (issue 3: another institution's data only with the patient's Consent)."""
+    """Patients whose record is opened to the practitioner or one of their institutions."""
     actors = [f"Organization/{o}" for o in sorted(orgs)] + ([practitioner] if practitioner else [])
     if not actors:
         return frozenset()
-    result = repo.search(
-        "Consent", [("actor", ",".join(actors)), ("status", "active"), ("_count", "1000")]
-    )
     out: set[str] = set()
-    for consent in result.matches:
-        ref = (consent.get("patient") or {}).get("reference")
-        pid = _id(ref, "Patient")
-        if pid:
-            out.add(pid)
+    for rtype, param, status, element in GRANTS:
+        result = repo.search(
+            rtype, [(param, ",".join(actors)), ("status", status), ("_count", "1000")]
+        )
+        for grant in result.matches:
+            value = grant.get(element)
+            for ref in value if isinstance(value, list) else [value]:
+                pid = _id((ref or {}).get("reference"), "Patient")
+                if pid:
+                    out.add(pid)
     return frozenset(out)

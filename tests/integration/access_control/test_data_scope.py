@@ -209,3 +209,31 @@ def test_anonymous_callers_see_the_directory_only(world):
     assert r.status_code == 401 and 'Bearer realm="carenet"' in r.headers["WWW-Authenticate"]
     assert c.get(FHIR).status_code == 401
     assert json.loads(c.get(f"{FHIR}/metadata").text)["resourceType"] == "CapabilityStatement"
+
+
+def test_a_referral_opens_the_patients_record_to_the_receiving_institution(world):
+    c, p2, h2 = world.client, world.ids["p2"], world.ids["h2"]
+    note = c.post(f"{FHIR}/Observation", json=obs(p2), headers=world.as_("doctor")).json()
+    other = world.as_("doctor2")
+    assert c.get(f"{FHIR}/Observation/{note['id']}", headers=other).status_code == 404
+    referral = {
+        "resourceType": "ServiceRequest",
+        "status": "active",
+        "intent": "order",
+        "category": [{"text": "双向转诊 referral"}],
+        "code": {"text": "心内科会诊"},
+        "subject": {"reference": f"Patient/{p2}"},
+        "performer": [{"reference": f"Organization/{h2}"}],
+    }
+    made = c.post(f"{FHIR}/ServiceRequest", json=referral, headers=world.as_("doctor"))
+    assert made.status_code == 201, made.text
+    assert c.get(f"{FHIR}/Observation/{note['id']}", headers=other).status_code == 200
+    # completing the referral closes the record again
+    done = {**made.json(), "status": "completed"}
+    assert (
+        c.put(
+            f"{FHIR}/ServiceRequest/{done['id']}", json=done, headers=world.as_("doctor")
+        ).status_code
+        == 200
+    )
+    assert c.get(f"{FHIR}/Observation/{note['id']}", headers=other).status_code == 404
