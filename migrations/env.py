@@ -10,6 +10,7 @@ import carenet.access.oauth_schema  # noqa: F401
 import carenet.access.schema  # noqa: F401
 import carenet.adapters.notify.schema  # noqa: F401
 import carenet.audit.schema  # noqa: F401
+import carenet.crypto.keystore  # noqa: F401
 from carenet.store.engine import build_engine
 from carenet.store.schema import metadata
 

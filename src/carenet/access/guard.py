@@ -177,7 +177,11 @@ class GuardedRepository:
     ) -> dict[str, Any]:
         scope = self.scope(res_type, "create")
         return self.inner.create(
-            res_type, self._prepare(res_type, resource, scope, None), method=method, res_id=res_id
+            res_type,
+            self._prepare(res_type, resource, scope, None),
+            method=method,
+            res_id=res_id,
+            validated=True,
         )
 
     def conditional_create(
@@ -188,7 +192,7 @@ class GuardedRepository:
         if match is not None:
             return match, False
         return self.inner.create(
-            res_type, self._prepare(res_type, resource, scope, None), res_id=res_id
+            res_type, self._prepare(res_type, resource, scope, None), res_id=res_id, validated=True
         ), True
 
     def conditional_match(self, res_type: str, criteria: str) -> dict[str, Any] | None:
@@ -223,6 +227,7 @@ class GuardedRepository:
             self._prepare(res_type, resource, scope, current),
             if_match=if_match,
             method=method,
+            validated=True,
         )
 
     def patch(
