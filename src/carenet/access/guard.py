@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonpatch
 from sqlalchemy import ColumnElement, false, select
 
 from carenet.access.actor import Actor
@@ -22,7 +21,7 @@ from carenet.fhir.identifiers import OWNER_ORGANIZATION
 from carenet.fhir.searchparams import patient_compartment
 from carenet.fhir.validation import assert_valid
 from carenet.store import indexer
-from carenet.store.repository import HistoryPage, Repository
+from carenet.store.repository import HistoryPage, Repository, apply_json_patch
 from carenet.store.schema import idx_reference, idx_token
 
 
@@ -234,30 +233,7 @@ class GuardedRepository:
         self, res_type: str, res_id: str, operations: Any, *, if_match: int | None = None
     ) -> dict[str, Any]:
         _, current = self._visible_current(res_type, res_id, "patch")
-        if not isinstance(operations, list):
-            raise outcomes.bad_request(
-                "A JSON Patch document must be an array of operations", code="structure"
-            )
-        try:
-            patched = jsonpatch.JsonPatch(operations).apply(current)
-        except (
-            jsonpatch.JsonPatchException,
-            jsonpatch.JsonPointerException,
-            TypeError,
-            KeyError,
-            ValueError,
-        ) as exc:
-            raise outcomes.unprocessable(
-                f"JSON Patch could not be applied: {exc}", code="processing"
-            ) from exc
-        if (
-            not isinstance(patched, dict)
-            or patched.get("resourceType") != res_type
-            or patched.get("id") != res_id
-        ):
-            raise outcomes.unprocessable(
-                "JSON Patch may not change the resourceType or the id", f"{res_type}.id"
-            )
+        patched = apply_json_patch(current, operations, res_type, res_id)
         stored, _ = self.update(res_type, res_id, patched, if_match=if_match, method="PATCH")
         return stored
 

@@ -376,29 +376,7 @@ class Repository:
         self, res_type: str, res_id: str, operations: Any, *, if_match: int | None = None
     ) -> dict[str, Any]:
         """JSON Patch (RFC 6902); the result is validated like any update."""
-        current = self.read(res_type, res_id)
-        if not isinstance(operations, list):
-            raise outcomes.bad_request(
-                "A JSON Patch document must be an array of operations", code="structure"
-            )
-        try:
-            patched = jsonpatch.JsonPatch(operations).apply(current)
-        except (
-            jsonpatch.JsonPatchException,
-            jsonpatch.JsonPointerException,
-            TypeError,
-            KeyError,
-            ValueError,
-        ) as exc:
-            raise outcomes.unprocessable(
-                f"JSON Patch could not be applied: {exc}", code="processing"
-            ) from exc
-        if not isinstance(patched, dict) or patched.get("resourceType") != res_type:
-            raise outcomes.unprocessable(
-                "JSON Patch may not change the resourceType", f"{res_type}.resourceType"
-            )
-        if patched.get("id") != res_id:
-            raise outcomes.unprocessable("JSON Patch may not change the id", f"{res_type}.id")
+        patched = apply_json_patch(self.read(res_type, res_id), operations, res_type, res_id)
         stored, _ = self.update(res_type, res_id, patched, if_match=if_match, method="PATCH")
         return stored
 
@@ -534,6 +512,35 @@ def _copy_layout(table: Table) -> tuple[list[str], list[str]]:
         for c in table.columns
     ]
     return columns, types
+
+
+def apply_json_patch(
+    current: dict[str, Any], operations: Any, res_type: str, res_id: str
+) -> dict[str, Any]:
+    """The resource after a JSON Patch document, which may not change its type or id."""
+    if not isinstance(operations, list):
+        raise outcomes.bad_request(
+            "A JSON Patch document must be an array of operations", code="structure"
+        )
+    try:
+        patched = jsonpatch.JsonPatch(operations).apply(current)
+    except (
+        jsonpatch.JsonPatchException,
+        jsonpatch.JsonPointerException,
+        TypeError,
+        KeyError,
+        ValueError,
+    ) as exc:
+        raise outcomes.unprocessable(
+            f"JSON Patch could not be applied: {exc}", code="processing"
+        ) from exc
+    if not isinstance(patched, dict) or patched.get("resourceType") != res_type:
+        raise outcomes.unprocessable(
+            "JSON Patch may not change the resourceType", f"{res_type}.resourceType"
+        )
+    if patched.get("id") != res_id:
+        raise outcomes.unprocessable("JSON Patch may not change the id", f"{res_type}.id")
+    return patched
 
 
 def parse_etag(value: str | None) -> int | None:
