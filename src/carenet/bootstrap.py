@@ -33,10 +33,13 @@ def build_auth_context(settings: Settings) -> AuthContext:
     from carenet.access.policy import AuthPolicy
     from carenet.access.protector import CryptoFieldProtector
     from carenet.adapters.notify import OutboxNotifier
+    from carenet.crypto.keys import MasterKey
     from carenet.fhir.regions import is_known_division
 
-    protector = CryptoFieldProtector.from_secret(settings.master_secret)
+    master = MasterKey.from_secret(settings.master_secret)
+    protector = CryptoFieldProtector(master)
     return AuthContext(
+        master=master,
         protector=protector,
         policy=AuthPolicy(timezone=settings.timezone),
         notifier=OutboxNotifier(protector),

@@ -28,6 +28,7 @@ from carenet.access.ports import Clock, FieldProtector, now_ms
 from carenet.access.rules import normalise_login_name, normalise_phone, password_acceptable
 from carenet.access.schema import accounts
 from carenet.adapters.notify import Notifier
+from carenet.crypto.keys import MasterKey
 from carenet.fhir.outcomes import OperationOutcomeError
 from carenet.store.repository import Repository
 
@@ -42,6 +43,8 @@ class AuthContext:
     notifier: Notifier | None = None
     #: GB/T 2260 codes this node knows (for resident IDs); None skips the check.
     known_region: Callable[[str], bool] | Collection[str] | None = None
+    #: The node's MasterKey, for issuing signers' SM2 keys (None: keys are issued on first use).
+    master: MasterKey | None = None
 
 
 @dataclass(frozen=True, slots=True)

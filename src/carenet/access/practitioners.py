@@ -33,6 +33,8 @@ ROLE_LICENCES: dict[str, tuple[str, str]] = {
 }
 
 PractitionerRoleKind = Literal["doctor", "nurse", "pharmacist"]
+# Roles whose members sign (ONL-5): doctors sign prescriptions, pharmacists their reviews.
+SIGNING_ROLES = frozenset({"doctor", "pharmacist"})
 
 
 def _split(ref: str, res_type: str) -> str:
@@ -205,6 +207,12 @@ def verify_practitioner_role(
         .where(practitioner_role_status.c.role_id == row.role_id)
         .values(status="verified", verified_by=verifier_account_id, verified_at=now, updated=now)
     )
+    if ctx.master is not None and row.role_code in SIGNING_ROLES:
+        # Each doctor and pharmacist gets an SM2 key pair (issue 3; SIG-1): prescriptions are
+        # signed by the doctor and the review by the pharmacist (ONL-5).
+        from carenet.crypto.keystore import ensure_key
+
+        ensure_key(conn, ctx.master, f"Practitioner/{row.practitioner_id}", clock=ctx.clock)
     return _set_active(repo, row.role_id, True)
 
 

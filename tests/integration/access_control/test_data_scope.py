@@ -237,3 +237,14 @@ def test_a_referral_opens_the_patients_record_to_the_receiving_institution(world
         == 200
     )
     assert c.get(f"{FHIR}/Observation/{note['id']}", headers=other).status_code == 404
+
+
+def test_doctors_and_pharmacists_get_a_signing_key_when_their_role_is_verified(world):
+    from carenet.crypto.keystore import active_key
+
+    with world.store.engine.connect() as conn:
+        have = {
+            role: active_key(conn, f"Practitioner/{world.ids[f'practitioner:{role}']}") is not None
+            for role in ("doctor", "doctor2", "pharmacist", "nurse")
+        }
+    assert have == {"doctor": True, "doctor2": True, "pharmacist": True, "nurse": False}
