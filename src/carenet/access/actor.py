@@ -23,7 +23,7 @@ class Actor:
     patients: frozenset[str] = frozenset()  # Patient ids the actor acts for
     organizations: frozenset[str] = frozenset()  # Organization ids of active, verified roles
     acting_organization: str | None = None  # where what they write belongs
-    granted_patients: frozenset[str] = frozenset()  # patients whose Consent names them
+    practitioner: str | None = None  # "Practitioner/<id>" of a staff actor (for grants)
     break_glass: str | None = None  # the stated reason, when reading beyond their scope
 
 
@@ -85,14 +85,13 @@ def resolve_actor(
                 ],
             )
         acting = _acting(orgs, acting_organization)
-        granted = _granted_patients(repo, orgs, principal.fhir_user)
         reason = (break_glass or "").strip() or None
         return Actor(
             role,
             agent,
             organizations=orgs,
             acting_organization=acting,
-            granted_patients=granted,
+            practitioner=principal.fhir_user,
             break_glass=reason,
         )
     if role == "institution_admin":
@@ -137,7 +136,7 @@ GRANTS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def _granted_patients(
+def granted_patients(
     repo: Repository, orgs: frozenset[str], practitioner: str | None
 ) -> frozenset[str]:
     """Patients whose record is opened to the practitioner or one of their institutions."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, false, select
 
-from carenet.access.actor import Actor
+from carenet.access.actor import Actor, granted_patients
 from carenet.access.oauth_errors import token_missing
 from carenet.access.permissions import READS, STAFF_ROLES, Scope, category, scope_for
 from carenet.fhir import outcomes
@@ -31,6 +31,20 @@ class GuardedRepository:
     def __init__(self, inner: Repository, actor: Actor) -> None:
         self.inner = inner
         self.actor = actor
+        self._granted: frozenset[str] | None = None
+
+    @property
+    def granted(self) -> frozenset[str]:
+        """Patients whose record is opened to this staff actor (actor.GRANTS), looked up once
+        per request and only when an organization-scoped decision needs them."""
+        if self._granted is None:
+            a = self.actor
+            self._granted = (
+                granted_patients(self.inner, a.organizations, a.practitioner)
+                if a.organizations
+                else frozenset()
+            )
+        return self._granted
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -75,7 +89,7 @@ class GuardedRepository:
         if scope == "organization":
             if _owners(resource) & a.organizations:
                 return True
-            return bool(_patients_of(resource) & a.granted_patients)
+            return bool(_patients_of(resource) & self.granted)
         return False
 
     def visible(self, scope: Scope) -> Any:
@@ -90,8 +104,8 @@ class GuardedRepository:
             if scope == "compartment":
                 return _in_compartment(rtype, id_col, a.patients)
             owned = _owned_by(rtype, id_col, a.organizations)
-            if a.granted_patients:
-                return owned | _in_compartment(rtype, id_col, a.granted_patients)
+            if self.granted:
+                return owned | _in_compartment(rtype, id_col, self.granted)
             return owned
 
         return condition

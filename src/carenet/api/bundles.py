@@ -185,7 +185,7 @@ def _request_for(e: _Entry, base: str, prefer: Any, body: Any, principal: Any = 
     return r
 
 
-def _response_entry(resp: Any, prefer: Any) -> dict[str, Any]:
+def _response_entry(resp: Any) -> dict[str, Any]:
     status_text = {
         200: "200 OK",
         201: "201 Created",
@@ -265,7 +265,7 @@ def _transaction(repo: Repository, req: Any, entries: list[_Entry]) -> list[dict
         if e.index in existing:
             found = existing[e.index]
             results[e.index] = _response_entry(
-                FhirResponse(200, found, {"ETag": f'W/"{found["meta"]["versionId"]}"'}), req.prefer
+                FhirResponse(200, found, {"ETag": f'W/"{found["meta"]["versionId"]}"'})
             )
             continue
         r = _request_for(e, req.base, req.prefer, e.resource, req.principal)
@@ -276,7 +276,7 @@ def _transaction(repo: Repository, req: Any, entries: list[_Entry]) -> list[dict
             resp = execute(repo, r)
         except OperationOutcomeError as err:
             raise _at(e, err) from err
-        results[e.index] = _response_entry(resp, req.prefer)
+        results[e.index] = _response_entry(resp)
     return [results[i] for i in range(len(entries))]
 
 
@@ -368,7 +368,7 @@ def _batch(repo: Repository, req: Any, entries: list[_Entry]) -> list[dict[str, 
             resp = execute(repo, r)
             repo.flush()
             savepoint.commit()
-            out.append(_response_entry(resp, req.prefer))
+            out.append(_response_entry(resp))
         except OperationOutcomeError as err:
             repo.discard_buffer()
             savepoint.rollback()

@@ -19,12 +19,13 @@ from carenet.access.scopes import allows
 from carenet.api.audit_trail import Trail
 from carenet.fhir import outcomes
 from carenet.fhir.definitions import is_resource_type
-from carenet.fhir.outcomes import Issue, OperationOutcomeError
+from carenet.fhir.outcomes import OperationOutcomeError
 from carenet.store.repository import HistoryPage, Repository, format_instant, parse_etag
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-# Parameters the API layer applies itself; search never sees them.
-RESULT_PARAMS = {"_format", "_pretty", "_elements", "_summary"}
+# Parameters that shape the response, which the API layer applies itself; search never sees
+# them (searchparams.RESULT_PARAMS is the wider set of result parameters search does handle).
+DISPLAY_PARAMS = {"_format", "_pretty", "_elements", "_summary"}
 
 
 @dataclass
@@ -175,13 +176,11 @@ def interaction_of(m: str, path: str, body: Any) -> str | None:
         return None
     if "_history" in parts:
         return "vread" if len(parts) == 4 else "history"
-    if len(parts) == 1 or parts[-1] == "_search" or parts[0] == "_search":
-        return (
-            {"POST": "create", "PUT": "update", "DELETE": "delete", "PATCH": "patch"}.get(
-                m, "search"
-            )
-            if parts[-1] != "_search"
-            else "search"
+    if parts[-1] == "_search":
+        return "search"
+    if len(parts) == 1:
+        return {"POST": "create", "PUT": "update", "DELETE": "delete", "PATCH": "patch"}.get(
+            m, "search"
         )
     return {"GET": "read", "PUT": "update", "DELETE": "delete", "PATCH": "patch"}.get(
         m, "operation"
@@ -386,7 +385,7 @@ def _create(repo: Repository, req: FhirRequest, res_type: str) -> FhirResponse:
 
 
 def _criteria(req: FhirRequest, what: str) -> str:
-    params = [(k, v) for k, v in req.params if k not in RESULT_PARAMS]
+    params = [(k, v) for k, v in req.params if k not in DISPLAY_PARAMS]
     if not params:
         raise outcomes.bad_request(f"Conditional {what} needs search criteria in the URL")
     return urlencode(params)
@@ -459,7 +458,7 @@ def _search(repo: Repository, req: FhirRequest, res_type: str | None) -> FhirRes
         params.extend(req.body)  # form-encoded _search body, decoded by the HTTP layer
     summary = _one(params, "_summary")
     elements = _one(params, "_elements")
-    search_params = [(k, v) for k, v in params if k not in RESULT_PARAMS]
+    search_params = [(k, v) for k, v in params if k not in DISPLAY_PARAMS]
     if summary == "count":
         search_params = [(k, v) for k, v in search_params if k not in ("_count", "_total")] + [
             ("_count", "0"),
@@ -601,11 +600,8 @@ def history_bundle(
         entry: dict[str, Any] = {"fullUrl": f"{req.base}/{url}"}
         if e.resource is not None:
             entry["resource"] = e.resource
-        method = {"PATCH": "PATCH"}.get(e.method, e.method)
-        entry["request"] = {
-            "method": method,
-            "url": url if method == "POST" else f"{url}" if method != "DELETE" else url,
-        }
+        method = e.method
+        entry["request"] = {"method": method, "url": url}
         status = (
             "201 Created"
             if e.version == 1 or method == "POST"
@@ -626,10 +622,6 @@ def history_bundle(
     if entries:
         bundle["entry"] = entries
     return bundle
-
-
-def error_issue(text: str, expression: str | None = None) -> Issue:
-    return Issue("error", "processing", text, (expression,) if expression else ())
 
 
 __all__ = ["FhirRequest", "FhirResponse", "OperationOutcomeError", "Prefer", "execute", "shape"]

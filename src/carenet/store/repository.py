@@ -505,12 +505,8 @@ _PG_TYPES = {
 def _copy_layout(table: Table) -> tuple[list[str], list[str]]:
     """Column names and PostgreSQL type names for a binary COPY into ``table``."""
     columns = [c.name for c in table.columns]
-    types = [
-        _PG_TYPES[type(c.type).__visit_name__.upper()]
-        if type(c.type).__visit_name__.upper() in _PG_TYPES
-        else _PG_TYPES[str(c.type).split("(")[0].upper()]
-        for c in table.columns
-    ]
+    # str(String(64)) is "VARCHAR(64)", str(Numeric(36, 12)) "NUMERIC(36, 12)": the base name.
+    types = [_PG_TYPES[str(c.type).split("(")[0].upper()] for c in table.columns]
     return columns, types
 
 

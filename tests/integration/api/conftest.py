@@ -35,8 +35,8 @@ def client(settings: Settings) -> Iterator[TestClient]:
     store.engine.dispose()
 
 
-def system_token(store, client: TestClient, scope: str = "system/*.cruds") -> str:  # noqa: ANN001
-    """Register a confidential client with ``scope`` and get a token by client credentials."""
+def client_credentials_token(store, client: TestClient, scope: str) -> tuple[str, str]:  # noqa: ANN001
+    """Register a confidential client with ``scope``; returns (client_id, access token)."""
     import uuid
 
     from carenet.access.clients import create_client
@@ -50,7 +50,12 @@ def system_token(store, client: TestClient, scope: str = "system/*.cruds") -> st
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert r.status_code == 200, r.text
-    return str(r.json()["access_token"])
+    return client_id, str(r.json()["access_token"])
+
+
+def system_token(store, client: TestClient, scope: str = "system/*.cruds") -> str:  # noqa: ANN001
+    """A token by client credentials for a new client with ``scope``."""
+    return client_credentials_token(store, client, scope)[1]
 
 
 @pytest.fixture

@@ -4,11 +4,10 @@ every FHIR interaction (Bundle entries included), token holders named in the aud
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
+from tests.integration.api.conftest import client_credentials_token
 
-from carenet.access.clients import create_client
 from carenet.bootstrap import build_store
 
 FHIR = "/fhir"
@@ -19,20 +18,9 @@ def token_for(client, settings):  # noqa: ANN201 - returns a callable
     def issue(scope: str) -> tuple[str, str]:
         store = build_store(settings)
         try:
-            with store.engine.begin() as conn:
-                client_id, secret = create_client(
-                    conn, name=f"test-{uuid.uuid4().hex[:6]}", scopes=scope
-                )
+            return client_credentials_token(store, client, scope)
         finally:
             store.engine.dispose()
-        r = client.post(
-            "/auth/token",
-            data={"grant_type": "client_credentials", "scope": scope},
-            auth=(client_id, secret or ""),
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )
-        assert r.status_code == 200, r.text
-        return client_id, r.json()["access_token"]
 
     return issue
 
