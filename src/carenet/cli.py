@@ -1,4 +1,4 @@
-"""The ``carenet`` command: serve, migrate, demo, load and bench."""
+"""The ``carenet`` command: serve, migrate, demo, load, remind, bench, audit and client."""
 
 from __future__ import annotations
 
@@ -207,6 +207,38 @@ def bench(
         console.print(f"[red]no benchmark named {which!r}[/red] ({exc})")
         raise typer.Exit(2) from exc
     raise typer.Exit(module.main(list(ctx.args)))
+
+
+@app.command()
+def remind(
+    day: Annotated[
+        str | None, typer.Option(help="visit day YYYY-MM-DD (default: tomorrow, local time)")
+    ] = None,
+) -> None:
+    """Queue the day-before reminder SMS (预约提醒) for every appointment on DAY; run it daily
+    from cron. Each appointment is reminded once, however often this runs."""
+    from datetime import date, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from carenet.bootstrap import build_auth_context, build_store
+    from carenet.domains.scheduling.jobs import remind_day_before
+
+    s = _settings()
+    try:
+        when = (
+            date.fromisoformat(day)
+            if day
+            else datetime.now(ZoneInfo(s.timezone)).date() + timedelta(days=1)
+        )
+    except ValueError as exc:
+        console.print(f"[red]--day must be a date YYYY-MM-DD, not {day!r}[/red]")
+        raise typer.Exit(2) from exc
+    store = build_store(s)
+    try:
+        sent = remind_day_before(store, s, build_auth_context(s).notifier, when)
+    finally:
+        store.engine.dispose()
+    console.print(f"[green]{sent} reminder(s) queued[/green] for appointments on {when}")
 
 
 audit_app = typer.Typer(help="The audit chain (全程留痕): verify it", no_args_is_help=True)

@@ -40,6 +40,22 @@ class Settings(BaseSettings):
     oauth_code_ttl_seconds: Annotated[int, Field(ge=10, le=600)] = 120
     session_ttl_seconds: Annotated[int, Field(ge=60)] = 8 * 3600
     login_ticket_ttl_seconds: Annotated[int, Field(ge=30)] = 300
+    # Time-slot appointments (分时段预约, docs/scheduling.md): province- and hospital-specific
+    # numbers, so configuration with the defaults the issue states.
+    booking_window_days: Annotated[int, Field(ge=1, le=180)] = 14
+    booking_max_future: Annotated[int, Field(ge=1)] = 5
+    booking_noshow_limit: Annotated[int, Field(ge=1)] = 3
+    booking_noshow_window_days: Annotated[int, Field(ge=1)] = 90
+    booking_suspension_days: Annotated[int, Field(ge=0)] = 30
+    booking_cancel_cutoff_minutes: Annotated[int, Field(ge=0)] = 120
+    queue_reminder_ahead: Annotated[int, Field(ge=1)] = 3
+    # 放号: slots open this many days before the visit day at this local time (HH:MM).
+    booking_release_days_before: Annotated[int, Field(ge=0, le=180)] = 7
+    booking_release_time: str = Field(default="08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    # Unused reserved quota (on-site, referral, contract) opens to every channel this long before.
+    booking_pool_release_hours: Annotated[int, Field(ge=0)] = 24
+    # Public holidays on which no slots are generated (ISO dates, comma-separated).
+    holidays: str = ""
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:

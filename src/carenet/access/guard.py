@@ -15,7 +15,14 @@ from sqlalchemy import ColumnElement, false, select
 
 from carenet.access.actor import Actor, granted_patients
 from carenet.access.oauth_errors import token_missing
-from carenet.access.permissions import READS, STAFF_ROLES, Scope, category, scope_for
+from carenet.access.permissions import (
+    READS,
+    STAFF_ROLES,
+    Scope,
+    category,
+    operation_scope,
+    scope_for,
+)
 from carenet.fhir import outcomes
 from carenet.fhir.identifiers import OWNER_ORGANIZATION
 from carenet.fhir.searchparams import patient_compartment
@@ -63,21 +70,32 @@ class GuardedRepository:
         ):
             scope = "all"
         if scope == "none":
-            if a.role == "anonymous":
-                raise token_missing()
-            raise outcomes.OperationOutcomeError(
-                403,
-                [
-                    outcomes.Issue(
-                        "error",
-                        "forbidden",
-                        f"角色 {a.role} 不能对 {res_type} 执行 {interaction} / role {a.role} may not {interaction} {res_type}",
-                        (),
-                        "ACCESS-DENIED",
-                    )
-                ],
-            )
+            raise self._refused(f"{interaction} {res_type}")
         return scope
+
+    def operation_scope(self, operation: str) -> Scope:
+        """The data scope of an operation (``"Appointment/$book"``); refuses like ``scope``."""
+        scope = operation_scope(self.actor.role, operation)
+        if scope == "none":
+            raise self._refused(operation)
+        return scope
+
+    def _refused(self, what: str) -> outcomes.OperationOutcomeError:
+        role = self.actor.role
+        if role == "anonymous":
+            return token_missing()
+        return outcomes.OperationOutcomeError(
+            403,
+            [
+                outcomes.Issue(
+                    "error",
+                    "forbidden",
+                    f"角色 {role} 不能执行 {what} / role {role} may not {what}",
+                    (),
+                    "ACCESS-DENIED",
+                )
+            ],
+        )
 
     def can_see(self, resource: dict[str, Any], scope: Scope) -> bool:
         """Whether a resource lies in the data scope (checked on the resource itself)."""

@@ -81,6 +81,54 @@ PHARMACIST_WRITABLE = frozenset(
 )
 
 
+# Capacity lives in Slots and is taken by Appointments: only the scheduling operations
+# ($book, $cancel, $reschedule, $generate, ...) write them, so that no route can overbook.
+# Backend services (another node, an HIS interface) may still write them, bounded by scopes.
+OPERATION_MANAGED = frozenset({"Slot", "Appointment"})
+
+# FHIR operations: who may invoke each, and on what data (the operation checks the instance it
+# acts on — the patient, the Appointment, the Schedule — against this scope). Roles missing
+# from an operation's row may not invoke it.
+_BOOKERS: dict[str, Scope] = {
+    "patient": "compartment",
+    "doctor": "organization",
+    "nurse": "organization",
+    "institution_admin": "organization",
+    "system": "all",
+}
+_DESK: dict[str, Scope] = {  # the clinic desk and the doctor's room
+    "doctor": "organization",
+    "nurse": "organization",
+    "institution_admin": "organization",
+    "system": "all",
+}
+_PUBLISHERS: dict[str, Scope] = {
+    "institution_admin": "organization",
+    "regional_admin": "all",
+    "system": "all",
+}
+OPERATIONS: dict[str, dict[str, Scope]] = {
+    "Appointment/$book": _BOOKERS,
+    "Appointment/$cancel": _BOOKERS,
+    "Appointment/$reschedule": _BOOKERS,
+    "Appointment/$checkin": _BOOKERS,
+    "Appointment/$queue": {**_BOOKERS, "regulator": "all"},
+    "Appointment/$noshow": _DESK,
+    "PractitionerRole/$call-next": {
+        "doctor": "organization",
+        "nurse": "organization",
+        "system": "all",
+    },
+    "Schedule/$generate": _PUBLISHERS,
+    "Schedule/$stop-clinic": _PUBLISHERS,
+}
+
+
+def operation_scope(role: str, operation: str) -> Scope:
+    """The data scope of an operation (``"Appointment/$book"``) for a role ('none': refused)."""
+    return OPERATIONS.get(operation, {}).get(role, "none")
+
+
 @lru_cache(maxsize=1)
 def clinical_types() -> frozenset[str]:
     """Types that belong to a patient's record: Patient and the Patient compartment (R4)."""
@@ -172,6 +220,8 @@ def scope_for(role: str, resource_type: str, interaction: str) -> Scope:
         return "none"
     cat = category(resource_type)
     scope = rules[cat][interaction]
+    if resource_type in OPERATION_MANAGED and interaction not in READS and role != "system":
+        return "none"
     if scope != "none" and interaction in WRITES and cat == "clinical":
         if role == "patient" and resource_type not in PATIENT_WRITABLE:
             return "none"

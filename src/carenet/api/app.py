@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from enum import Enum
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlencode
@@ -25,6 +27,7 @@ from carenet.access.actor import resolve_actor
 from carenet.access.guard import GuardedRepository
 from carenet.api.audit_trail import OUTCOME_MINOR_FAILURE, OUTCOME_SERIOUS_FAILURE, Trail, Who
 from carenet.api.fhir_rest import FhirRequest, FhirResponse, Prefer, execute, interaction_of
+from carenet.api.operations import Services
 from carenet.audit import append_many
 from carenet.config import Settings
 from carenet.fhir import outcomes
@@ -63,7 +66,11 @@ def outcome_response(err: OperationOutcomeError) -> FhirJSONResponse:
     return FhirJSONResponse(err.to_outcome(), status_code=err.status, headers=err.headers or None)
 
 
-def create_app(settings: Settings, store: Store) -> FastAPI:
+def create_app(
+    settings: Settings, store: Store, *, clock: Callable[[], datetime] | None = None
+) -> FastAPI:
+    """The app on a store; ``clock`` (aware datetimes) replaces the wall clock for the
+    operations' rules (tests of release times and cut-offs)."""
     app = FastAPI(
         title="CareNet FHIR R4 API",
         version=__version__,
@@ -119,9 +126,10 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     )
 
     authenticate = bearer_authenticator(store, auth_ctx)
+    services = Services(settings, auth_ctx.notifier, *([clock] if clock else []))
 
     def handle(request: Request, path: str, body: bytes) -> Response:
-        return _handle(settings, store, request, path, body, authenticate)
+        return _handle(settings, store, request, path, body, authenticate, services)
 
     _register_fhir_routes(app, handle)
     return app
@@ -154,6 +162,27 @@ def _register_fhir_routes(app: FastAPI, handle: Any) -> None:
     @app.get("/fhir/_history", tags=tags, summary="System history")
     async def system_history(request: Request) -> Response:
         return await run(request, "_history")
+
+    # Operations before the instance routes, which would otherwise capture Type/$op.
+    @app.api_route(
+        "/fhir/{resource_type}/${operation}",
+        methods=["GET", "POST"],
+        tags=["FHIR operations"],
+        summary="Type-level operation (Appointment/$book); see the CapabilityStatement",
+    )
+    async def type_operation(request: Request, resource_type: str, operation: str) -> Response:
+        return await run(request, f"{resource_type}/${operation}")
+
+    @app.api_route(
+        "/fhir/{resource_type}/{res_id}/${operation}",
+        methods=["GET", "POST"],
+        tags=["FHIR operations"],
+        summary="Instance-level operation (Appointment/{id}/$cancel); see the CapabilityStatement",
+    )
+    async def instance_operation(
+        request: Request, resource_type: str, res_id: str, operation: str
+    ) -> Response:
+        return await run(request, f"{resource_type}/{res_id}/${operation}")
 
     @app.api_route(
         "/fhir/{resource_type}",
@@ -255,6 +284,7 @@ def _handle(
     path: str,
     body: bytes,
     authenticate: Any = None,
+    services: Services | None = None,
 ) -> Response:
     params = parse_qsl(request.url.query, keep_blank_values=True)
     pretty = any(k == "_pretty" and v == "true" for k, v in params)
@@ -293,6 +323,7 @@ def _handle(
             prefer=Prefer.parse(request.headers.get("prefer")),
             base=settings.fhir_base,
             content_type=ctype,
+            services=services,
         )
         resp = _run(store, req, settings.audit_chains)
     except OperationOutcomeError as err:

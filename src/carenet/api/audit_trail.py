@@ -46,19 +46,21 @@ class Trail:
         outcome: int = OUTCOME_SUCCESS,
         detail: dict[str, Any] | None = None,
         purpose: str | None = None,
+        patient: str | None = None,
     ) -> None:
         """One record per patient concerned (so "who looked at my record" finds it), or one
-        record without a patient when none is."""
+        record without a patient when none is. ``patient``: the caller knows the one patient
+        everything concerns (an operation on their booking), so one record names them."""
         by_patient: dict[str | None, list[str]] = {}
         for r in resources or []:
             ref = f"{r.get('resourceType')}/{r.get('id')}"
-            by_patient.setdefault(patient_of(r), []).append(ref)
+            by_patient.setdefault(patient or patient_of(r), []).append(ref)
         for ref in refs or []:
-            patient = ref if ref.startswith("Patient/") else None
-            by_patient.setdefault(patient, []).append(ref)
+            owner = patient or (ref if ref.startswith("Patient/") else None)
+            by_patient.setdefault(owner, []).append(ref)
         if not by_patient:
             by_patient[None] = []
-        for patient, entities in by_patient.items():
+        for concerned, entities in by_patient.items():
             self.records.append(
                 AuditRecord(
                     subtype=subtype,
@@ -68,7 +70,7 @@ class Trail:
                     source_address=self.who.source_address,
                     request_id=self.who.request_id,
                     outcome=outcome,
-                    patient=patient,
+                    patient=concerned,
                     entities=tuple(entities),
                     query=query,
                     detail=detail,
@@ -78,7 +80,8 @@ class Trail:
 
 
 def patient_of(resource: dict[str, Any]) -> str | None:
-    """The Patient a resource is about: itself, or its patient/subject/... reference."""
+    """The Patient a resource is about: itself, its patient/subject/... reference, or its patient
+    participant."""
     if resource.get("resourceType") == "Patient" and resource.get("id"):
         return f"Patient/{resource['id']}"
     for name in _PATIENT_ELEMENTS:
@@ -87,4 +90,10 @@ def patient_of(resource: dict[str, Any]) -> str | None:
             ref = value.get("reference")
             if isinstance(ref, str) and ref.startswith("Patient/"):
                 return ref.split("/_history")[0]
+    # Appointment, AppointmentResponse: the patient is one of the participants.
+    for participant in resource.get("participant") or []:
+        actor = participant.get("actor") if isinstance(participant, dict) else None
+        ref = actor.get("reference") if isinstance(actor, dict) else None
+        if isinstance(ref, str) and ref.startswith("Patient/"):
+            return ref.split("/_history")[0]
     return None

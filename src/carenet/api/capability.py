@@ -6,6 +6,7 @@ from functools import lru_cache
 from typing import Any
 
 from carenet import FHIR_VERSION, __version__
+from carenet.api.operations import capability_entries
 from carenet.fhir.definitions import resource_types
 from carenet.fhir.searchparams import params_for
 
@@ -86,6 +87,9 @@ def _resources() -> list[dict[str, Any]]:
                 ],
             )
             del entry["searchInclude"], entry["searchRevInclude"]
+        operations = capability_entries(rt)
+        if operations:
+            entry["operation"] = operations
         out.append(entry)
     return out
 

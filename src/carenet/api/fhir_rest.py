@@ -74,6 +74,9 @@ class FhirRequest:
     # Headers the access layer reads: where staff act, and a break-glass reason.
     acting_organization: str | None = None
     break_glass: str | None = None
+    # What operations need beyond the repository (settings, the outbox, the clock): built once
+    # per app in api/app.py.
+    services: Any = None
 
     @classmethod
     def from_url(cls, method: str, url: str, **kw: Any) -> FhirRequest:
@@ -174,6 +177,8 @@ def interaction_of(m: str, path: str, body: Any) -> str | None:
         return "search"
     if parts[0] == "metadata":
         return None
+    if any(p.startswith("$") for p in parts):
+        return "operation"
     if "_history" in parts:
         return "vread" if len(parts) == 4 else "history"
     if parts[-1] == "_search":
@@ -192,8 +197,8 @@ def _check_scopes(req: FhirRequest) -> None:
     system-level search or history: on every type). Bundles are checked entry by entry."""
     assert req.principal is not None
     interaction = interaction_of(req.method, req.path, req.body)
-    if interaction in (None, "transaction", "batch"):
-        return
+    if interaction in (None, "transaction", "batch", "operation"):
+        return  # Bundles: entry by entry; operations: by the scope letters each one needs
     head = req.path.split("/", 1)[0]
     p = req.principal
     if head and is_resource_type(head):
@@ -213,8 +218,8 @@ def _check_scopes(req: FhirRequest) -> None:
 def _record(req: FhirRequest, resp: FhirResponse) -> None:
     assert req.trail is not None
     subtype = interaction_of(req.method, req.path, req.body)
-    if subtype is None:
-        return
+    if subtype in (None, "operation"):
+        return  # operations record what they did themselves (api/operations.py)
     body = resp.body or {}
     query = urlencode(req.params) if subtype in ("search", "history") and req.params else None
     if body.get("resourceType") == "Bundle" and subtype in (
@@ -270,8 +275,19 @@ def _execute(repo: Repository, req: FhirRequest) -> FhirResponse:
         return _history(repo, req, None, None)
     if head == "_search" and len(parts) == 1 and m == "POST":
         return _search(repo, req, None)
-    if head.startswith("$") or any(p.startswith("$") for p in parts):
+    if head.startswith("$"):
         raise outcomes.not_supported(f"Operation {req.path!r} is not supported on this server")
+    if any(p.startswith("$") for p in parts):
+        _check_type(head)
+        from carenet.api.operations import run_operation
+
+        return run_operation(repo, req, parts)
+    if head == "OperationDefinition" and len(parts) == 2 and m == "GET":
+        from carenet.api.operations import definitions
+
+        builtin = definitions().get(parts[1])
+        if builtin is not None:
+            return FhirResponse(200, builtin)
     res_type = head
     _check_type(res_type)
     if res_type == "AuditEvent":

@@ -302,6 +302,15 @@ class Repository:
             raise err
         return loads(row.content)
 
+    def read_for_update(self, res_type: str, res_id: str) -> dict[str, Any]:
+        """Read and lock the current version until the transaction ends, so that read-check-
+        write steps (taking a slot's capacity) serialise on the row. PostgreSQL: FOR UPDATE;
+        SQLite: the transaction already holds the database's write lock (BEGIN IMMEDIATE)."""
+        row = self._current_row(res_type, res_id, lock=True)
+        if row is None or row.deleted:
+            raise outcomes.not_found(f"{res_type}/{res_id} is not known")
+        return loads(row.content)
+
     def current_version(self, res_type: str, res_id: str) -> tuple[int, bool] | None:
         row = self._current_row(res_type, res_id)
         return None if row is None else (row.version, row.deleted)

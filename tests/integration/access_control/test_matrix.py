@@ -96,3 +96,33 @@ def test_every_resource_type_and_interaction_is_allowed_or_denied_as_the_table_s
                     f"{role} {interaction} {rtype}: expected {expected}, got {r.status_code} {r.text[:160]}"
                 )
     assert wrong == [], f"{len(wrong)} cells differ from the table:\n" + "\n".join(wrong[:40])
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_operation_is_allowed_or_denied_as_the_table_says(world, role):
+    """The operations' rows of the table (permissions.OPERATIONS): a role without a row is
+    refused before anything else is looked at; one with a row gets past the access check (to
+    a 400 for the empty Parameters, or a 404 for the instance that does not exist)."""
+    from carenet.access.permissions import OPERATIONS, operation_scope
+    from carenet.api.operations import registry
+
+    assert {op.key for op in registry().values()} == set(OPERATIONS)
+    who = None if role == "anonymous" else role
+    wrong: list[str] = []
+    for op in registry().values():
+        path = (
+            f"/fhir/{op.resource_type}/{uuid.uuid4()}/${op.code}"
+            if op.instance
+            else f"/fhir/{op.resource_type}/${op.code}"
+        )
+        r = world.client.post(path, json={"resourceType": "Parameters"}, headers=world.as_(who))
+        expected = operation_scope(role, op.key)
+        if expected == "none":
+            ok = r.status_code == (401 if who is None else 403)
+        else:
+            ok = r.status_code in (400, 404) and "ACCESS-DENIED" not in _codes(r)
+        if not ok:
+            wrong.append(
+                f"{role} {op.key}: expected {expected}, got {r.status_code} {r.text[:160]}"
+            )
+    assert wrong == [], "\n".join(wrong)

@@ -82,63 +82,6 @@ def store_counts(settings: Settings):  # noqa: ANN201 - returns a callable
     return counts
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def live_server(db_url: str, tmp_path) -> Iterator[str]:  # noqa: ANN001
-    """A real `carenet serve` process on a free port; yields its FHIR base URL."""
-    import os
-    import subprocess
-    import sys
-    import time
-
-    import httpx
-
-    upgrade(db_url)
-    port = _free_port()
-    env = {
-        **os.environ,
-        "CARENET_DATABASE_URL": db_url,
-        "CARENET_BASE_URL": f"http://127.0.0.1:{port}",
-        "CARENET_NODE_ID": "live-test",
-    }
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "carenet.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    "server did not start: " + (tmp_path / "server.log").read_text()[-2000:]
-                )
-            time.sleep(0.2)
-        yield f"{base}/fhir"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
 @pytest.fixture
 def audit_log(settings: Settings):  # noqa: ANN201 - returns a callable
     """A function giving the audit events recorded so far, oldest first, as dicts."""
