@@ -108,6 +108,7 @@ _PUBLISHERS: dict[str, Scope] = {
     "system": "all",
 }
 OPERATIONS: dict[str, dict[str, Scope]] = {
+    "Slot/$availability": {role: "all" for role in ROLES},  # the directory is public
     "Appointment/$book": _BOOKERS,
     "Appointment/$cancel": _BOOKERS,
     "Appointment/$reschedule": _BOOKERS,

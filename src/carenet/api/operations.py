@@ -51,6 +51,17 @@ class Param:
     min: int = 0
     max: str = "1"
     documentation: str = ""
+    parts: tuple[Param, ...] = ()  # a parameter made of parts has no type of its own
+
+    def definition(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "use": self.use, "min": self.min, "max": self.max}
+        if self.documentation:
+            out["documentation"] = self.documentation
+        if self.parts:
+            out["part"] = [p.definition() for p in self.parts]
+        else:
+            out["type"] = self.type
+        return out
 
 
 @dataclass
@@ -133,17 +144,7 @@ class Operation:
             "system": False,
             "type": not self.instance,
             "instance": self.instance,
-            "parameter": [
-                {
-                    "name": p.name,
-                    "use": p.use,
-                    "min": p.min,
-                    "max": p.max,
-                    **({"documentation": p.documentation} if p.documentation else {}),
-                    "type": p.type,
-                }
-                for p in self.parameters
-            ],
+            "parameter": [p.definition() for p in self.parameters],
         }
 
 

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from carenet.access.accounts import get_account
 from carenet.api.operations import Operation, OperationCall, Param, parameters
 from carenet.domains.scheduling import service, visit
+from carenet.domains.scheduling.availability import AvailabilityQuery, find_availability
 from carenet.domains.scheduling.rules import CHANNELS, BookingPolicy
 from carenet.domains.scheduling.sessions import ReleasePolicy
 from carenet.fhir import outcomes
@@ -171,6 +172,53 @@ def stop(call: OperationCall) -> dict[str, Any]:
     return parameters(closed=len(closed), cancelled=cancelled)
 
 
+def availability(call: OperationCall) -> dict[str, Any]:
+    ctx = context(call)
+    day = _date(call, "date") or ctx.now.date()
+    channel = _channel(call) or "online"
+    query = AvailabilityQuery(
+        day=day,
+        organization=call.reference("organization", "Organization"),
+        level=call.one("level"),
+        department=call.one("department"),
+        practitioner=call.reference("practitioner", "Practitioner"),
+        region=call.one("region"),
+        service_type=call.one("service-type"),
+        channel=channel,
+    )
+    out: list[dict[str, Any]] = []
+    for a in find_availability(ctx, query):
+        parts: list[dict[str, Any]] = [
+            {"name": "schedule", "valueReference": _ref(a.schedule)},
+            {"name": "free", "valueInteger": a.free},
+        ]
+        if a.organization is not None:
+            parts.append({"name": "organization", "valueReference": _ref(a.organization)})
+        if a.role is not None:
+            parts.append({"name": "practitionerRole", "valueReference": _ref(a.role)})
+            prac = a.role.get("practitioner")
+            if isinstance(prac, dict) and prac.get("reference"):
+                parts.append({"name": "practitioner", "valueReference": prac})
+            for specialty in a.role.get("specialty") or []:
+                parts.append({"name": "department", "valueCodeableConcept": specialty})
+        parts += [{"name": "slot", "resource": s} for s in a.slots]
+        out.append({"name": "availability", "part": parts})
+    result: dict[str, Any] = {"resourceType": "Parameters"}
+    if out:
+        result["parameter"] = out
+    return result
+
+
+def _ref(resource: dict[str, Any]) -> dict[str, Any]:
+    ref: dict[str, Any] = {"reference": f"{resource['resourceType']}/{resource['id']}"}
+    name = resource.get("name")
+    if isinstance(name, str):
+        ref["display"] = name
+    elif isinstance(name, list) and name and isinstance(name[0], dict) and name[0].get("text"):
+        ref["display"] = name[0]["text"]
+    return ref
+
+
 def _patient(appointment: dict[str, Any] | None) -> str | None:
     from carenet.domains.scheduling.model import patient_of
 
@@ -230,6 +278,54 @@ _QUEUE_OUT = (
 )
 
 OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "availability",
+        "Slot",
+        instance=False,
+        affects_state=False,
+        needs="r",
+        title="Find places to book (号源查询)",
+        description=(
+            "Free slots of a day that can be booked now through a channel, grouped by schedule, "
+            "narrowed by institution, hospital level, department, practitioner, visit type and "
+            "region. Open to everyone, like the directory."
+        ),
+        parameters=(
+            Param("date", "in", "date", 0, "1", "The day (default: today)"),
+            Param("organization", "in", "Reference", 0, "1", "The institution"),
+            Param(
+                "level",
+                "in",
+                "code",
+                0,
+                "1",
+                "医院等级: 3A, 2A, ... or a grade (3, 2) for all its ranks",
+            ),
+            Param("department", "in", "code", 0, "1", "诊疗科目 code of the department"),
+            Param("practitioner", "in", "Reference", 0, "1", "The doctor (any of their roles)"),
+            Param("region", "in", "code", 0, "1", "GB/T 2260 code of a province, city or county"),
+            Param("service-type", "in", "code", 0, "1", "Visit type: general, expert, ..."),
+            _CHANNEL,
+            Param(
+                "availability",
+                "out",
+                "",
+                0,
+                "*",
+                "One per schedule with places",
+                parts=(
+                    Param("schedule", "out", "Reference", 1, "1"),
+                    Param("free", "out", "integer", 1, "1", "Places bookable now"),
+                    Param("organization", "out", "Reference", 0, "1"),
+                    Param("practitionerRole", "out", "Reference", 0, "1"),
+                    Param("practitioner", "out", "Reference", 0, "1"),
+                    Param("department", "out", "CodeableConcept", 0, "*"),
+                    Param("slot", "out", "Slot", 1, "*", "The free slots, by start"),
+                ),
+            ),
+        ),
+        handler=availability,
+    ),
     Operation(
         "book",
         "Appointment",

@@ -390,3 +390,27 @@ def test_bad_parameters_are_coded_errors(env: Env) -> None:
     r = env.op("patient0", "Appointment/$nosuch")
     assert r.status_code == 501 or r.status_code == 400 or r.status_code == 404
     assert env.counts() == before
+
+
+def test_a_guardian_books_for_their_child_and_the_child_is_booked(env: Env) -> None:
+    from datetime import date
+
+    from carenet.access.guardians import bind_guardian
+    from carenet.access.realname import resolve_patient
+    from carenet.fhir.identifiers import make_resident_id
+
+    slots = env.generate("2027-03-02")
+    rid = make_resident_id("330122", date(2019, 6, 1), 15)
+    with env.store.unit_of_work() as uow:
+        conn, repo = uow.repo.conn, uow.repo
+        child = resolve_patient(conn, repo, env.ctx, "王小明", rid).patient_ref
+        mother = env.clinic.accounts["patient0"]
+        bind_guardian(conn, repo, env.ctx, mother, child, "MTH", guardian_consent=True)
+        uow.commit()
+    r = env.book("patient0", slots[0], child.split("/")[1])
+    assert r.status_code == 200, r.text
+    assert child in [p["actor"]["reference"] for p in _out(r)["participant"]]
+    # The booking is the child's: the mother may still book the same doctor that day herself.
+    assert env.book("patient0", slots[1], env.clinic.patients[0]).status_code == 200
+    # Another patient's guardian-less account still cannot book for the child.
+    assert env.book("patient1", slots[2], child.split("/")[1]).status_code == 404

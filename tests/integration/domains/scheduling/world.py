@@ -24,7 +24,8 @@ from carenet.access.practitioners import (
 from carenet.access.realname import verify_real_name
 from carenet.domains.scheduling.model import RELEASE, owner_tag, session_extension
 from carenet.domains.scheduling.sessions import SessionTemplate
-from carenet.fhir.identifiers import make_resident_id
+from carenet.fhir.identifiers import CLINICAL_DEPARTMENT, HOSPITAL_LEVEL, make_resident_id
+from carenet.fhir.regions import address_division_extension
 
 SURNAMES = "王李张刘陈杨黄赵吴周"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平"
@@ -36,6 +37,7 @@ class Clinic:
     ids: dict[str, str] = field(default_factory=dict)  # name -> id or reference
     patients: list[str] = field(default_factory=list)  # Patient ids, one per patient token
     phones: dict[str, str] = field(default_factory=dict)  # Patient id -> mobile number
+    accounts: dict[str, str] = field(default_factory=dict)  # token name -> account id
 
 
 def mint(conn: Any, client_id: str, account_id: str | None, scope: str) -> str:
@@ -87,9 +89,15 @@ def seed(
     rng = random.Random(uuid.uuid4().int)
     with store.unit_of_work() as uow:
         repo, conn = uow.repo, uow.repo.conn
-        for name in ("h1", "h2"):
+        for name, level, county in (("h1", "2A", "330122"), ("h2", "3A", "330127")):
             w.ids[name] = repo.create(
-                "Organization", {"resourceType": "Organization", "name": f"测试医院 {name}"}
+                "Organization",
+                {
+                    "resourceType": "Organization",
+                    "type": [{"coding": [{"system": HOSPITAL_LEVEL, "code": level}]}],
+                    "name": f"测试医院 {name}",
+                    "address": [{"extension": [address_division_extension(county)]}],
+                },
             )["id"]
         admin = register_staff(
             conn,
@@ -132,6 +140,7 @@ def seed(
                 organization_ref=f"Organization/{w.ids[org]}",
                 role=kind,  # type: ignore[arg-type]
                 licence_number=licence,
+                specialty=[{"coding": [{"system": CLINICAL_DEPARTMENT, "code": "03.04"}]}],
             )
             verify_practitioner_role(conn, repo, ctx, f"PractitionerRole/{role['id']}", admin.id)
             w.ids[f"role:{who}"] = role["id"]
@@ -213,6 +222,7 @@ def seed(
             w.patients.append(pid)
             w.phones[pid] = phone
             w.tokens[f"patient{i}"] = mint(conn, app_client, acct.id, "patient/*.cruds")
+            w.accounts[f"patient{i}"] = acct.id
         # An account that never passed 实名认证.
         unverified = register_patient(conn, ctx, phone=f"137{rng.randrange(10**8):08d}")
         w.tokens["unverified"] = mint(conn, app_client, unverified.id, "patient/*.cruds")
