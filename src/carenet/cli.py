@@ -1,4 +1,4 @@
-"""The ``carenet`` command: serve, migrate, demo, load, remind, bench, audit and client."""
+"""The ``carenet`` command: serve, migrate, demo, load, scheduling, bench, audit and client."""
 
 from __future__ import annotations
 
@@ -65,8 +65,16 @@ def serve(
 
 @app.command()
 def demo(seed: Annotated[int, typer.Option(help="random seed of the demo region")] = 2026) -> None:
-    """Load the demo region (institutions, practitioners, patients). Loading twice adds nothing."""
+    """Load the demo region (institutions, practitioners, patients) and a week of schedules at
+    its hospitals of level 2 and above, some slots already booked. Loading twice adds nothing."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from carenet.bootstrap import build_store
+    from carenet.demo import schedules
     from carenet.demo.region import demo_bundles, summary
+    from carenet.fhir.outcomes import OperationOutcomeError
+    from carenet.store.maintenance import analyze
 
     bundles = demo_bundles(seed=seed)
     counts = summary(bundles)
@@ -75,6 +83,52 @@ def demo(seed: Annotated[int, typer.Option(help="random seed of the demo region"
         "[green]demo region loaded[/green]: "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     )
+
+    s = _settings()
+    store = build_store(s)
+    now = datetime.now(ZoneInfo(s.timezone))
+    added = {"schedules": 0, "slots": 0, "booked": 0}
+    refused = 0
+    try:
+        roles = schedules.choose_roles(
+            schedules.find_doctor_roles(store), schedules.DOCTORS_PER_HOSPITAL
+        )
+        patients = schedules.find_patients(store)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            task = bar.add_task("demo schedules", total=len(roles))
+            for index, role in enumerate(roles):
+                try:
+                    result = schedules.load_schedule(
+                        store, s, role, index, patients, seed=seed, now=now
+                    )
+                except OperationOutcomeError as err:
+                    refused += 1
+                    console.print(
+                        f"[red]schedule of PractitionerRole/{role.role_id} refused "
+                        f"({err.status})[/red]: {str(err)[:500]}"
+                    )
+                else:
+                    added["schedules"] += result.created
+                    added["slots"] += result.slots
+                    added["booked"] += result.booked
+                bar.advance(task)
+        if added["slots"]:
+            analyze(store.engine)
+    finally:
+        store.engine.dispose()
+    console.print(
+        "[green]demo schedules added[/green]: "
+        + ", ".join(f"{k} {v}" for k, v in added.items())
+        + f" ({len(roles)} doctors at hospitals of level 2 and above, {schedules.DAYS} days)"
+    )
+    if refused:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -209,14 +263,38 @@ def bench(
     raise typer.Exit(module.main(list(ctx.args)))
 
 
-@app.command()
-def remind(
+scheduling_app = typer.Typer(
+    help="Time-slot appointments (分时段预约): daily jobs", no_args_is_help=True
+)
+app.add_typer(scheduling_app, name="scheduling")
+
+
+@scheduling_app.command("roll")
+def scheduling_roll() -> None:
+    """Generate slots of every active schedule for the booking window from today; run daily."""
+    from carenet.bootstrap import build_store
+    from carenet.domains.scheduling.jobs import roll_schedules
+
+    s = _settings()
+    store = build_store(s)
+    try:
+        done, created, refused = roll_schedules(store, s)
+    finally:
+        store.engine.dispose()
+    console.print(f"[green]{done} schedule(s) rolled[/green], {created} slot(s) created")
+    if refused:
+        console.print(f"[red]refused (invalid templates): {', '.join(refused)}[/red]")
+        raise typer.Exit(1)
+
+
+@scheduling_app.command("remind")
+def scheduling_remind(
     day: Annotated[
         str | None, typer.Option(help="visit day YYYY-MM-DD (default: tomorrow, local time)")
     ] = None,
 ) -> None:
-    """Queue the day-before reminder SMS (预约提醒) for every appointment on DAY; run it daily
-    from cron. Each appointment is reminded once, however often this runs."""
+    """Queue the day-before reminder SMS (预约提醒) for every appointment on DAY; run it daily.
+    Each appointment is reminded once, however often this runs."""
     from datetime import date, datetime, timedelta
     from zoneinfo import ZoneInfo
 

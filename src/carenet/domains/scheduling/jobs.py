@@ -1,9 +1,11 @@
-"""Scheduled scheduling work (run by ``carenet remind`` from cron, or any job runner): the
-day-before reminders, as the system, audited like any other action."""
+"""Scheduled scheduling work, run daily from cron (``carenet scheduling roll`` and ``carenet
+scheduling remind``) or any job runner: rolling the slot window forward and the day-before
+reminders, as the system, audited like any other action."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, time
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from carenet.access.actor import Actor
@@ -14,9 +16,71 @@ from carenet.config import Settings
 from carenet.domains.scheduling import service, visit
 from carenet.domains.scheduling.rules import BookingPolicy
 from carenet.domains.scheduling.sessions import ReleasePolicy
+from carenet.fhir.outcomes import OperationOutcomeError
 from carenet.store.uow import Store
 
 JOB_AGENT = "urn:carenet:job:appointment-reminders"
+
+
+def _context(
+    uow: Any, settings: Settings, notifier: Notifier | None, now: datetime | None
+) -> service.SchedulingContext:
+    tz = ZoneInfo(settings.timezone)
+    return service.SchedulingContext(
+        guard=GuardedRepository(uow.repo, Actor("system", JOB_AGENT)),
+        policy=BookingPolicy(window_days=settings.booking_window_days),
+        release=ReleasePolicy(
+            days_before=settings.booking_release_days_before,
+            at=time.fromisoformat(settings.booking_release_time),
+            pool_hours_before=settings.booking_pool_release_hours,
+        ),
+        tz=tz,
+        now=(now or datetime.now(tz)).astimezone(tz),
+        notifier=notifier,
+        holidays=frozenset(
+            date.fromisoformat(d.strip()) for d in settings.holidays.split(",") if d.strip()
+        ),
+    )
+
+
+def roll_schedules(
+    store: Store, settings: Settings, *, now: datetime | None = None
+) -> tuple[int, int, list[str]]:
+    """Generate the slots of every active Schedule for the booking window from today (rolling
+    it forward one day each day). One transaction per schedule, so one broken template does not
+    stop the others. Returns (schedules done, slots created, ids of schedules refused)."""
+    with store.unit_of_work() as uow:
+        ids = [s["id"] for s in service.search_all(uow.repo, "Schedule", [("active", "true")])]
+    done = created = 0
+    refused: list[str] = []
+    for schedule_id in ids:
+        try:
+            with store.unit_of_work() as uow:
+                ctx = _context(uow, settings, None, now)
+                slots = service.generate_schedule_slots(
+                    ctx, schedule_id, ctx.now.date(), settings.booking_window_days
+                )
+                uow.repo.flush()
+                if slots:
+                    append_many(
+                        uow.repo.conn,
+                        [
+                            AuditRecord(
+                                subtype="operation",
+                                agent=JOB_AGENT,
+                                agent_role="system",
+                                entities=(f"Schedule/{schedule_id}",),
+                                detail={"operation": "Schedule/$generate", "created": len(slots)},
+                            )
+                        ],
+                        chains=settings.audit_chains,
+                    )
+                uow.commit()
+            done += 1
+            created += len(slots)
+        except OperationOutcomeError:
+            refused.append(schedule_id)
+    return done, created, refused
 
 
 def remind_day_before(
@@ -30,16 +94,8 @@ def remind_day_before(
     """Queue a reminder SMS for every appointment booked on ``day`` not yet reminded; returns
     how many. One transaction: the reminders, the marks on the appointments and the audit
     event commit together (running it twice sends nothing twice)."""
-    tz = ZoneInfo(settings.timezone)
     with store.unit_of_work() as uow:
-        ctx = service.SchedulingContext(
-            guard=GuardedRepository(uow.repo, Actor("system", JOB_AGENT)),
-            policy=BookingPolicy(),
-            release=ReleasePolicy(at=time.fromisoformat(settings.booking_release_time)),
-            tz=tz,
-            now=(now or datetime.now(tz)).astimezone(tz),
-            notifier=notifier,
-        )
+        ctx = _context(uow, settings, notifier, now)
         reminded = visit.send_day_before_reminders(ctx, day)
         uow.repo.flush()
         records = [
