@@ -154,6 +154,7 @@ def _post_bundles(bundles: list[dict[str, Any]], label: str) -> int:
     from carenet.api.fhir_rest import FhirRequest, execute
     from carenet.audit import append_many
     from carenet.bootstrap import build_store
+    from carenet.crypto.masking import mask_text
     from carenet.fhir.outcomes import OperationOutcomeError
     from carenet.store.migrate import upgrade
 
@@ -183,7 +184,9 @@ def _post_bundles(bundles: list[dict[str, Any]], label: str) -> int:
                     uow.commit()
                 ok += 1
             except OperationOutcomeError as err:
-                console.print(f"[red]bundle refused ({err.status})[/red]: {str(err)[:500]}")
+                # The diagnostics may quote an If-None-Exist criterion with a resident ID.
+                reason = mask_text(str(err))[:500]
+                console.print(f"[red]bundle refused ({err.status})[/red]: {reason}")
             bar.advance(task, len(b.get("entry", [])))
     from carenet.store.maintenance import analyze
 
