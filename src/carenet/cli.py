@@ -1,4 +1,4 @@
-"""The ``carenet`` command: serve, migrate, demo, load and bench."""
+"""The ``carenet`` command: serve, migrate, demo, load, seal-existing, bench, audit, client."""
 
 from __future__ import annotations
 
@@ -193,6 +193,27 @@ def _post_bundles(bundles: list[dict[str, Any]], label: str) -> int:
     analyze(store.engine)
     store.engine.dispose()
     return ok
+
+
+@app.command("seal-existing")
+def seal_existing() -> None:
+    """Seal resident IDs and phone numbers stored in clear before this version (run once)."""
+    from carenet.bootstrap import build_protection
+    from carenet.store.engine import build_engine
+    from carenet.store.maintenance import seal_plaintext
+    from carenet.store.migrate import upgrade
+
+    s = _settings()
+    upgrade(s.database_url)
+    engine = build_engine(s.database_url)
+    try:
+        report = seal_plaintext(engine, build_protection(s), tz=s.timezone)
+    finally:
+        engine.dispose()
+    console.print(
+        f"[green]sealed[/green] {report.current} current versions (re-indexed) and "
+        f"{report.history} history versions"
+    )
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -89,6 +89,18 @@ class ResourceProtection:
                 raise _undecryptable(doc, path, exc) from None
         return doc
 
+    def has_plaintext(self, content: str | bytes) -> bool:
+        """Whether a stored content still holds a sensitive value in clear (written before
+        protection was switched on)."""
+        text = content if isinstance(content, str) else content.decode()
+        if not may_hold_sensitive(text):
+            return False
+        doc = orjson.loads(text)
+        return any(
+            not holder["value"].startswith(SEALED_PREFIX)
+            for holder, _kind, _path in sensitive_elements(doc)
+        )
+
     # ------------------------------------------------------------------ search indexes
 
     def index_code(self, element: dict[str, Any]) -> str | None:

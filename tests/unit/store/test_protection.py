@@ -182,3 +182,10 @@ def test_a_snapshot_query_is_sealed_and_opens_again(protection):
     assert protection.open_text(query) == query  # stored before protection
     assert protection.open_text(SEALED_PREFIX + "garbage") is None
     assert ResourceProtection(a_protector()).open_text(sealed) is None
+
+
+def test_has_plaintext_tells_content_written_before_protection(protection):
+    assert protection.has_plaintext(compact(patient()))
+    assert protection.has_plaintext(compact(patient()).encode())
+    assert not protection.has_plaintext(protection.seal(compact(patient())))
+    assert not protection.has_plaintext(compact({"resourceType": "Observation"}))
