@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from carenet.config import Settings, get_settings
 from carenet.store.engine import build_engine
+from carenet.store.protection import ResourceProtection
 from carenet.store.uow import Store
 
 if TYPE_CHECKING:
@@ -16,14 +17,25 @@ if TYPE_CHECKING:
 
 
 def build_store(settings: Settings) -> Store:
+    """The node's store; resident IDs and phone numbers in resources are sealed under keys
+    derived from the master secret (PRIV-1, docs/crypto.md)."""
     engine = build_engine(settings.database_url)
     return Store(
         engine,
         source=settings.node_source,
         tz=settings.timezone,
+        protection=build_protection(settings),
         default_count=settings.search_default_count,
         max_count=settings.search_max_count,
     )
+
+
+def build_protection(settings: Settings) -> ResourceProtection:
+    """Field protection of stored resources: the same SM4-GCM tokens and HMAC-SM3 blind indexes
+    as the identity tables (``resident_index`` and a Patient's ``identifier`` index agree)."""
+    from carenet.access.protector import CryptoFieldProtector
+
+    return ResourceProtection(CryptoFieldProtector.from_secret(settings.master_secret))
 
 
 def build_auth_context(settings: Settings) -> AuthContext:

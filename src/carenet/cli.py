@@ -1,4 +1,5 @@
-"""The ``carenet`` command: serve, migrate, demo, load, scheduling, bench, audit and client."""
+"""The ``carenet`` command: serve, migrate, demo, load, seal-existing, scheduling, bench, audit
+and client."""
 
 from __future__ import annotations
 
@@ -208,6 +209,7 @@ def _post_bundles(bundles: list[dict[str, Any]], label: str) -> int:
     from carenet.api.fhir_rest import FhirRequest, execute
     from carenet.audit import append_many
     from carenet.bootstrap import build_store
+    from carenet.crypto.masking import mask_text
     from carenet.fhir.outcomes import OperationOutcomeError
     from carenet.store.migrate import upgrade
 
@@ -237,13 +239,36 @@ def _post_bundles(bundles: list[dict[str, Any]], label: str) -> int:
                     uow.commit()
                 ok += 1
             except OperationOutcomeError as err:
-                console.print(f"[red]bundle refused ({err.status})[/red]: {str(err)[:500]}")
+                # The diagnostics may quote an If-None-Exist criterion with a resident ID.
+                reason = mask_text(str(err))[:500]
+                console.print(f"[red]bundle refused ({err.status})[/red]: {reason}")
             bar.advance(task, len(b.get("entry", [])))
     from carenet.store.maintenance import analyze
 
     analyze(store.engine)
     store.engine.dispose()
     return ok
+
+
+@app.command("seal-existing")
+def seal_existing() -> None:
+    """Seal resident IDs and phone numbers stored in clear before this version (run once)."""
+    from carenet.bootstrap import build_protection
+    from carenet.store.engine import build_engine
+    from carenet.store.maintenance import seal_plaintext
+    from carenet.store.migrate import upgrade
+
+    s = _settings()
+    upgrade(s.database_url)
+    engine = build_engine(s.database_url)
+    try:
+        report = seal_plaintext(engine, build_protection(s), tz=s.timezone)
+    finally:
+        engine.dispose()
+    console.print(
+        f"[green]sealed[/green] {report.current} current versions (re-indexed) and "
+        f"{report.history} history versions"
+    )
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

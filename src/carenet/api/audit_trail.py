@@ -3,6 +3,10 @@
 Interactions add records to the request's ``Trail`` while they run; the unit of work appends
 them to the chain in the same transaction as the action, just before commit. A refused request
 is recorded in a transaction of its own (the action's was rolled back).
+
+The chain keeps text for ever and shows it to the regulator, so resident ID numbers and phone
+numbers in a search query, a break-glass reason or a detail are masked before they reach it
+(PRIV-1): ``identifier=urn:oid:2.16.156.10011.1.3|1101**********002X``.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from carenet.audit import AuditRecord
+from carenet.crypto.masking import mask_query, mask_text
 
 OUTCOME_SUCCESS = 0
 OUTCOME_MINOR_FAILURE = 4
@@ -72,11 +77,21 @@ class Trail:
                     outcome=outcome,
                     patient=concerned,
                     entities=tuple(entities),
-                    query=query,
-                    detail=detail,
-                    purpose=purpose,
+                    query=mask_query(query) if query else query,
+                    detail=_masked(detail) if detail else detail,
+                    purpose=mask_text(purpose) if purpose else purpose,
                 )
             )
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
 
 
 def patient_of(resource: dict[str, Any]) -> str | None:

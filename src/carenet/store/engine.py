@@ -19,6 +19,9 @@ def normalise_url(url: str) -> str:
 def build_engine(url: str, **kwargs: Any) -> Engine:
     url = normalise_url(url)
     backend = make_url(url).get_backend_name()
+    # A database error's text would otherwise carry the statement's parameters (a search value,
+    # a resident ID, a phone number) into the log: STYLE.md forbids them there.
+    kwargs.setdefault("hide_parameters", True)
     if backend == "sqlite":
         engine = create_engine(
             url,

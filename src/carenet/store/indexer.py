@@ -31,6 +31,9 @@ CONTACT_SYSTEMS = frozenset({"phone", "fax", "email", "pager", "url", "sms", "ot
 ISO4217 = "urn:iso:std:iso:4217"
 
 Rows = dict[str, list[dict[str, Any]]]
+#: The blind index that replaces a sensitive Identifier's or ContactPoint's value in idx_token
+#: (``ResourceProtection.index_code``); None: index the value as it is.
+Blind = Callable[[dict[str, Any]], str | None]
 
 _WS_RE = re.compile(r"\s+")
 
@@ -215,7 +218,9 @@ def _string_values(v: Any) -> list[str]:
     return out
 
 
-def _token_values(v: Any) -> list[tuple[str | None, str | None, str | None]]:
+def _token_values(
+    v: Any, blind: Blind | None = None
+) -> list[tuple[str | None, str | None, str | None]]:
     if isinstance(v, str):
         return [(None, v[:STRING_MAX], None)]
     if isinstance(v, bool):
@@ -242,11 +247,14 @@ def _token_values(v: Any) -> list[tuple[str | None, str | None, str | None]]:
     value = v.get("value")
     if isinstance(value, str):
         system = v.get("system")
+        code = blind(v) if blind is not None else None
+        if code is None:
+            code = value[:STRING_MAX]
         if system in CONTACT_SYSTEMS:
-            return [(system, value[:STRING_MAX], None)]
+            return [(system, code, None)]
         typ = v.get("type")
         text = typ.get("text") if type(typ) is dict else None
-        return [(system, value[:STRING_MAX], normalise(text) if isinstance(text, str) else None)]
+        return [(system, code, normalise(text) if isinstance(text, str) else None)]
     return []
 
 
@@ -339,6 +347,7 @@ def _add(
     base: dict[str, Any],
     values: list[Any],
     tz: str,
+    blind: Blind | None = None,
 ) -> None:
     param = base["param"]
     key: tuple[Any, ...]
@@ -356,7 +365,7 @@ def _add(
     elif ptype == "token":
         out = rows["idx_token"]
         for v in values:
-            for system, code, text in _token_values(v):
+            for system, code, text in _token_values(v, blind):
                 key = ("t", param, system, code, text)
                 if key in seen:
                     continue
@@ -390,7 +399,7 @@ def _add(
                     }
                 )
             if idents:
-                _add(rows, seen, "token", base, idents, tz)
+                _add(rows, seen, "token", base, idents, tz, blind)
     elif ptype == "quantity":
         out = rows["idx_quantity"]
         for v in values:
@@ -424,9 +433,13 @@ def empty_rows() -> Rows:
     return {t.name: [] for t in INDEX_TABLES.values()}
 
 
-def rows_for(resource: dict[str, Any], *, tz: str = "Asia/Shanghai") -> Rows:
+def rows_for(
+    resource: dict[str, Any], *, tz: str = "Asia/Shanghai", blind: Blind | None = None
+) -> Rows:
     """Every index row of ``resource`` keyed by table name; each row has all its table's
-    columns."""
+    columns. With ``blind``, sensitive identifiers and phone numbers are indexed by their blind
+    index instead of their value (no other table ever receives them: no string parameter of R4
+    extracts an Identifier or a ContactPoint)."""
     rtype = resource["resourceType"]
     rid = resource["id"]
     rows = empty_rows()
@@ -450,9 +463,11 @@ def rows_for(resource: dict[str, Any], *, tz: str = "Asia/Shanghai") -> Rows:
                         "res_id": rid,
                         "param": composite_param_name(code, ei, ci),
                     }
-                    _add(rows, seen, comp.type, base, sub, tz)
+                    _add(rows, seen, comp.type, base, sub, tz, blind)
             continue
-        _add(rows, seen, ptype, {"res_type": rtype, "res_id": rid, "param": code}, values, tz)
+        _add(
+            rows, seen, ptype, {"res_type": rtype, "res_id": rid, "param": code}, values, tz, blind
+        )
     return rows
 
 

@@ -3,7 +3,9 @@ resources, keeping every version, with search indexes written in the same transa
 
 A Repository is bound to one open connection (one transaction, owned by the caller's unit of
 work); it never commits. Access control and audit (issue 3) wrap this class, so every path —
-REST, Bundle entries, operations — goes through the same methods.
+REST, Bundle entries, operations — goes through the same methods. With a ``ResourceProtection``
+it stores resident IDs and phone numbers sealed and indexes them blind (PRIV-1); every method
+still takes and returns plaintext resources.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from carenet.fhir.outcomes import OperationOutcomeError
 from carenet.fhir.validation import assert_valid
 from carenet.store import indexer
 from carenet.store import search as search_mod
+from carenet.store.protection import ResourceProtection
 from carenet.store.schema import metadata, resource_history, resources
 
 
@@ -80,6 +83,7 @@ class Repository:
         default_count: int = 20,
         max_count: int = 1000,
         validate: bool = True,
+        protection: ResourceProtection | None = None,
     ) -> None:
         self.conn = conn
         self.source = source
@@ -88,6 +92,8 @@ class Repository:
         self.default_count = default_count
         self.max_count = max_count
         self.validate = validate
+        self.protection = protection
+        self._blind = protection.index_code if protection is not None else None
         self.is_postgres = conn.dialect.name == "postgresql"
         # Inserts are buffered and written with one executemany per table, which is what makes
         # transaction Bundles fast; anything that reads flushes first.
@@ -160,6 +166,15 @@ class Repository:
         ordered.update(out)
         return ordered
 
+    def _content(self, stored: dict[str, Any]) -> str:
+        """The text stored in ``resources``/``resource_history``: sensitive values sealed."""
+        text = dumps(stored)
+        return text if self.protection is None else self.protection.seal(text)
+
+    def _resource(self, content: str | bytes) -> dict[str, Any]:
+        """A stored content as the client wrote it."""
+        return loads(content) if self.protection is None else self.protection.reveal(content)
+
     def _current_row(self, res_type: str, res_id: str, *, lock: bool = False) -> Any:
         if (res_type, res_id) in self._buffered_keys:
             self.flush()
@@ -175,7 +190,7 @@ class Repository:
     ) -> dict[str, Any]:
         ms = self.clock()
         stored = self._stamp(resource, res_id, 1, ms)
-        content = dumps(stored)
+        content = self._content(stored)
         self._add(
             "resources",
             [
@@ -203,7 +218,7 @@ class Repository:
                 }
             ],
         )
-        for table, rows in indexer.rows_for(stored, tz=self.tz).items():
+        for table, rows in indexer.rows_for(stored, tz=self.tz, blind=self._blind).items():
             self._add(table, rows)
         self._buffered_keys.add((res_type, res_id))
         return stored
@@ -214,7 +229,7 @@ class Repository:
         """Write version ``version`` (> 1) over an existing row; resource None deletes."""
         ms = self.clock()
         stored = self._stamp(resource, res_id, version, ms) if resource is not None else None
-        content = dumps(stored) if stored is not None else None
+        content = self._content(stored) if stored is not None else None
         result = self.conn.execute(
             update(resources)
             .where(
@@ -246,7 +261,7 @@ class Repository:
         )
         indexer.delete_rows(self.conn, [(res_type, res_id)])
         if stored is not None:
-            for table, rows in indexer.rows_for(stored, tz=self.tz).items():
+            for table, rows in indexer.rows_for(stored, tz=self.tz, blind=self._blind).items():
                 self._add(table, rows)
         return stored
 
@@ -300,7 +315,7 @@ class Repository:
             err = outcomes.gone(f"{res_type}/{res_id} has been deleted")
             err.headers["ETag"] = f'W/"{row.version}"'
             raise err
-        return loads(row.content)
+        return self._resource(row.content)
 
     def read_for_update(self, res_type: str, res_id: str) -> dict[str, Any]:
         """Read and lock the current version until the transaction ends, so that read-check-
@@ -309,7 +324,7 @@ class Repository:
         row = self._current_row(res_type, res_id, lock=True)
         if row is None or row.deleted:
             raise outcomes.not_found(f"{res_type}/{res_id} is not known")
-        return loads(row.content)
+        return self._resource(row.content)
 
     def current_version(self, res_type: str, res_id: str) -> tuple[int, bool] | None:
         row = self._current_row(res_type, res_id)
@@ -330,7 +345,7 @@ class Repository:
             raise outcomes.not_found(f"{res_type}/{res_id}/_history/{version} is not known")
         if row.deleted:
             raise outcomes.gone(f"{res_type}/{res_id} version {version} is a deletion")
-        return loads(row.content)
+        return self._resource(row.content)
 
     def update(
         self,
@@ -420,6 +435,7 @@ class Repository:
             default_count=self.default_count,
             max_count=self.max_count,
             visible=visible,
+            protection=self.protection,
         )
 
     def find(
@@ -493,7 +509,7 @@ class Repository:
                 r.version,
                 r.last_updated,
                 r.method,
-                loads(r.content) if r.content else None,
+                self._resource(r.content) if r.content else None,
             )
             for r in rows
         ]

@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, Connection, and_, delete, false, func, ins
 
 from carenet.fhir.outcomes import Issue, bad_request, gone
 from carenet.fhir.searchparams import RESULT_PARAMS, get_param, params_for, resource_types
+from carenet.store.protection import SEALED_PREFIX, ResourceProtection
 from carenet.store.schema import INDEX_TABLES, resources, search_snapshot_meta, search_snapshots
 from carenet.store.search_compiler import compile_search
 from carenet.store.search_conditions import SearchContext, Visible
@@ -40,6 +41,14 @@ class SearchResult:
 
 def _query_string(params: list[tuple[str, str]]) -> str:
     return "&".join(f"{quote(k, safe=':._-')}={quote(v, safe=':/|,$._-~')}" for k, v in params)
+
+
+def _resource(ctx: SearchContext, content: str | bytes) -> dict[str, Any]:
+    """A stored content as the client wrote it (sensitive values opened)."""
+    if ctx.protection is None:
+        result: dict[str, Any] = orjson.loads(content)
+        return result
+    return ctx.protection.reveal(content)
 
 
 def _page_link(prefix: str, snapshot: str, offset: int, count: int) -> str:
@@ -65,7 +74,7 @@ def _load(
             rows = conn.execute(q if seen is None else q.where(seen))
             for rt, rid, content in rows:
                 if content:
-                    out[(rt, rid)] = orjson.loads(content)
+                    out[(rt, rid)] = _resource(ctx, content)
     return out
 
 
@@ -194,15 +203,23 @@ def search(
     max_count: int = 1000,
     now_ms: int | None = None,
     visible: Visible | None = None,
+    protection: ResourceProtection | None = None,
 ) -> SearchResult:
     """Run a FHIR search of ``res_type`` (None: all types) with decoded (name, value) pairs.
 
     ``visible`` (access control) restricts the matches and total, snapshot pages, included
     resources, chain targets and ``_has`` sources to what the caller may see; None: everything.
+    ``protection`` opens sealed resident IDs and phone numbers in what is returned, matches them
+    by blind index, and seals the query a paging snapshot keeps.
     """
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     ctx = SearchContext(
-        strict=strict, tz=tz, now_ms=now, sqlite=conn.dialect.name == "sqlite", visible=visible
+        strict=strict,
+        tz=tz,
+        now_ms=now,
+        sqlite=conn.dialect.name == "sqlite",
+        visible=visible,
+        protection=protection,
     )
     for name, value in params:
         check_text(name, name)
@@ -245,7 +262,7 @@ def search(
         .limit(count + 1)
     ).all()
     if len(rows) <= count:
-        matches = [orjson.loads(r.content) for r in rows if r.content]
+        matches = [_resource(ctx, r.content) for r in rows if r.content]
         total = None if total_mode == "none" else len(matches)
         return SearchResult(
             matches, _includes(conn, ctx, includes, matches), total, links, ctx.issues
@@ -273,7 +290,7 @@ def search(
             {
                 "snapshot_id": snapshot,
                 "res_type": res_type or "",
-                "query": orjson.dumps(self_params).decode(),
+                "query": _seal_query(ctx, self_params),
                 "total": total_all,
                 "created": now,
             }
@@ -286,10 +303,23 @@ def search(
             for i, (t, rid) in enumerate(keys)
         ],
     )
-    matches = [orjson.loads(r.content) for r in rows[:count] if r.content]
+    matches = [_resource(ctx, r.content) for r in rows[:count] if r.content]
     links.update(_paging_links(prefix, snapshot, 0, count, len(keys)))
     total = None if total_mode == "none" else total_all
     return SearchResult(matches, _includes(conn, ctx, includes, matches), total, links, ctx.issues)
+
+
+def _seal_query(ctx: SearchContext, params: list[tuple[str, str]]) -> str:
+    """The query a snapshot keeps (to recount it and to apply its _include): it may name a
+    resident ID or a phone number, so it is sealed like them."""
+    text = orjson.dumps(params).decode()
+    return text if ctx.protection is None else ctx.protection.seal_text(text)
+
+
+def _open_query(ctx: SearchContext, stored: str) -> str | None:
+    if ctx.protection is None:
+        return None if stored.startswith(SEALED_PREFIX) else stored
+    return ctx.protection.open_text(stored)
 
 
 def _count(conn: Connection, where: list[ColumnElement[bool]]) -> int:
@@ -316,9 +346,10 @@ def _from_snapshot(
     meta = conn.execute(
         select(search_snapshot_meta).where(search_snapshot_meta.c.snapshot_id == snapshot[:64])
     ).first()
-    if meta is None or meta.created < ctx.now_ms - SNAPSHOT_TTL_MS:
+    query = _open_query(ctx, meta.query) if meta is not None else None
+    if meta is None or query is None or meta.created < ctx.now_ms - SNAPSHOT_TTL_MS:
         raise gone("The search result set has expired; run the search again")
-    stored: list[tuple[str, str]] = [(n, v) for n, v in orjson.loads(meta.query)]
+    stored: list[tuple[str, str]] = [(n, v) for n, v in orjson.loads(query)]
     size = int(
         conn.execute(
             select(func.count())
@@ -347,7 +378,7 @@ def _from_snapshot(
         .where(*in_window, *([seen] if seen is not None else []))
         .order_by(s.c.position)
     ).all()
-    matches = [orjson.loads(r.content) for r in rows if r.content]
+    matches = [_resource(ctx, r.content) for r in rows if r.content]
     links = {"self": _page_link(prefix, meta.snapshot_id, offset, count)}
     links.update(_paging_links(prefix, meta.snapshot_id, offset, count, size))
     includes = _includes(conn, ctx, _parse_includes(ctx, stored), matches)

@@ -26,6 +26,7 @@ from sqlalchemy.sql.elements import UnaryExpression
 
 from carenet.fhir.outcomes import OperationOutcomeError, bad_request, not_supported
 from carenet.fhir.searchparams import RESULT_PARAMS, SearchParam, get_param, resource_types
+from carenet.fhir.sensitive import param_kinds
 from carenet.store.schema import INDEX_TABLES, resources
 from carenet.store.search_conditions import (
     SearchContext,
@@ -51,6 +52,10 @@ MODIFIERS = {
     "composite": {"missing"},
 }
 KNOWN_UNSUPPORTED_MODIFIERS = {"in", "not-in", "of-type", "below", "above", "type", "iterate"}
+# Partial matches that a parameter holding resident IDs or phone numbers can never answer: the
+# values are sealed and indexed by a keyed hash. Refused even under lenient handling, since
+# ignoring the parameter would widen the search to every resource of the type.
+PARTIAL_MODIFIERS = frozenset({"contains", "below", "above"})
 
 
 @dataclass
@@ -101,6 +106,18 @@ class SearchCompiler(TypeConditions):
             if values[0] not in ("true", "false") or len(values) != 1:
                 raise bad_request(f"Invalid value {value!r} for :missing (true or false)", name)
             return self._missing(rtype, param, type_col, id_col, values[0] == "true", name)
+        if (
+            modifier in PARTIAL_MODIFIERS
+            and param.type == "token"
+            and rtype is not None
+            and param_kinds(rtype, code)
+        ):
+            raise not_supported(
+                f"{code}:{modifier} is not supported: resident ID numbers and phone numbers are "
+                "stored encrypted and found by a keyed hash of the whole value, so only an exact "
+                f"match ({code}=[system|]value) is possible",
+                name,
+            )
         if modifier and param.type == "reference" and modifier in resource_types():
             if param.targets and modifier not in param.targets:
                 raise bad_request(f"Parameter {code!r} cannot refer to {modifier}", name)

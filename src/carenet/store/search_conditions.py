@@ -29,7 +29,9 @@ from sqlalchemy import (
 
 from carenet.fhir.outcomes import Issue, bad_request, not_supported
 from carenet.fhir.searchparams import SearchParam
+from carenet.fhir.sensitive import RESIDENT_ID_KIND, param_kinds
 from carenet.store import indexer
+from carenet.store.protection import ResourceProtection
 from carenet.store.schema import INDEX_TABLES
 from carenet.store.search_values import (
     parse_date,
@@ -48,6 +50,10 @@ Visible = Callable[[str | None, ColumnElement[Any], ColumnElement[Any]], ColumnE
 is true for the resources the caller may see, or None for no restriction on that type.
 ``res_type`` is the concrete type when known (``type_col`` may then be ignored), None in a
 system-level search, where the condition must use ``type_col``."""
+
+Alternatives = Callable[[str | None, str], list[str]]
+"""``alternatives(system, code)``: further codes a token condition on ``system|code`` matches
+(the blind indexes of a resident ID or phone number, ``ResourceProtection.search_codes``)."""
 
 
 def const(name: str) -> BindParameter[str]:
@@ -76,6 +82,16 @@ class SearchContext:
     correlate_ranges: bool = False
     # Applied to the matches, snapshot pages, included resources, chain targets and _has sources.
     visible: Visible | None = None
+    # Sealed resident IDs and phone numbers: opened in results, blind-indexed in token searches.
+    protection: ResourceProtection | None = None
+
+    def alternatives(self, kinds: frozenset[str]) -> Alternatives | None:
+        """Blind-index alternatives for token values of a parameter that may hold ``kinds``
+        (used when the search value has no system); None without protection."""
+        protection = self.protection
+        if protection is None:
+            return None
+        return lambda system, code: protection.search_codes(system, code, kinds)
 
     def visible_cond(
         self, rtype: str | None, type_col: ColumnElement[Any], id_col: ColumnElement[Any]
@@ -178,18 +194,25 @@ def number_cond(
     return and_(col >= n(d - margin), col <= n(d + margin))
 
 
-def token_cond(t: Any, value: str) -> ColumnElement[bool]:
+def token_cond(t: Any, value: str, alternatives: Alternatives | None = None) -> ColumnElement[bool]:
     parts = split_escaped(value, "|")
     if len(parts) == 1:
-        return t.c.code == unescape(parts[0])
+        code = unescape(parts[0])
+        return _code_is(t, code, alternatives(None, code) if alternatives else [])
     system, code = unescape(parts[0]), unescape("|".join(parts[1:]))
     if system == "" and code == "":
         return false()
     if system == "":
+        # Sensitive values are always indexed with their system: no blind alternative here.
         return and_(t.c.system.is_(None), t.c.code == code)
     if code == "":
         return t.c.system == system
-    return and_(t.c.system == system, t.c.code == code)
+    extra = alternatives(system, code) if alternatives else []
+    return and_(t.c.system == system, _code_is(t, code, extra))
+
+
+def _code_is(t: Any, code: str, extra: list[str]) -> ColumnElement[bool]:
+    return t.c.code == code if not extra else t.c.code.in_([code, *extra])
 
 
 class TypeConditions:
@@ -232,6 +255,9 @@ class TypeConditions:
         tc: Any,
         ic: Any,
     ) -> ColumnElement[bool]:
+        kinds = param_kinds(rtype, p.code) if rtype is not None else frozenset()
+        alternatives = self.ctx.alternatives(kinds)
+
         def build(t: Any) -> ColumnElement[bool]:
             if mod == "text":
                 conds = []
@@ -244,7 +270,7 @@ class TypeConditions:
                         )
                     )
                 return or_(*conds)
-            return or_(*(token_cond(t, v) for v in values))
+            return or_(*(token_cond(t, v, alternatives) for v in values))
 
         return in_index(rtype, tc, ic, "idx_token", p.code, build, negate=mod == "not")
 
@@ -391,13 +417,14 @@ class TypeConditions:
         ic: Any,
     ) -> ColumnElement[bool]:
         if mod == "identifier":
+            alternatives = self.ctx.alternatives(frozenset({RESIDENT_ID_KIND}))
             return in_index(
                 rtype,
                 tc,
                 ic,
                 "idx_token",
                 p.code,
-                lambda t: or_(*(token_cond(t, v) for v in values)),
+                lambda t: or_(*(token_cond(t, v, alternatives) for v in values)),
             )
         return in_index(
             rtype,
@@ -475,7 +502,7 @@ class TypeConditions:
 
     def _component_cond(self, t: Any, ctype: str, value: str, name: str) -> ColumnElement[bool]:
         if ctype == "token":
-            return token_cond(t, value)
+            return token_cond(t, value, self.ctx.alternatives(frozenset()))
         if ctype == "quantity":
             return self._quantity_cond(t, parse_quantity(value, name))
         if ctype == "date":

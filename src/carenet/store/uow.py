@@ -6,6 +6,7 @@ from types import TracebackType
 
 from sqlalchemy import Connection, Engine
 
+from carenet.store.protection import ResourceProtection
 from carenet.store.repository import Repository
 
 
@@ -47,7 +48,11 @@ class UnitOfWork:
 
 
 class Store:
-    """The database behind a node: engine plus the settings its repositories need."""
+    """The database behind a node: engine plus the settings its repositories need.
+
+    ``protection`` has no default on purpose: whoever builds a Store decides whether resident
+    IDs and phone numbers are sealed at rest (``bootstrap.build_store`` always does; None stores
+    them in clear, for tests that are about something else)."""
 
     def __init__(
         self,
@@ -55,10 +60,12 @@ class Store:
         *,
         source: str,
         tz: str,
+        protection: ResourceProtection | None,
         default_count: int = 20,
         max_count: int = 1000,
     ) -> None:
         self.engine = engine
+        self.protection = protection
         self.source = source
         self.tz = tz
         self.default_count = default_count
@@ -71,6 +78,7 @@ class Store:
             tz=self.tz,
             default_count=self.default_count,
             max_count=self.max_count,
+            protection=self.protection,
         )
 
     def unit_of_work(self) -> UnitOfWork:

@@ -17,6 +17,7 @@ from carenet.adapters.notify import NOTIFY_TABLES, OutboxNotifier
 from carenet.fhir.outcomes import OperationOutcomeError
 from carenet.store import schema as store_schema
 from carenet.store.engine import build_engine
+from carenet.store.protection import ResourceProtection
 from carenet.store.repository import Repository
 from carenet.store.uow import Store
 
@@ -84,7 +85,12 @@ def env(db_url: str) -> Iterator[Env]:
         clock=clock,
         notifier=OutboxNotifier(protector, clock=clock),
     )
-    store = Store(engine, source="urn:carenet:node:test", tz="Asia/Shanghai")
+    store = Store(
+        engine,
+        source="urn:carenet:node:test",
+        tz="Asia/Shanghai",
+        protection=ResourceProtection(protector),
+    )
     try:
         yield Env(store, ctx, clock, protector)
     finally:

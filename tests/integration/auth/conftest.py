@@ -32,6 +32,7 @@ from carenet.config import Settings
 from carenet.fhir import identifiers as ids
 from carenet.fhir.outcomes import OperationOutcomeError
 from carenet.store.engine import build_engine
+from carenet.store.protection import ResourceProtection
 from carenet.store.schema import metadata
 from carenet.store.uow import Store
 
@@ -112,7 +113,12 @@ def auth_env(db_url: str) -> Iterator[AuthEnv]:
         notifier=OutboxNotifier(protector, clock=clock),
     )
     settings = Settings(database_url=db_url, base_url=BASE, node_id="test", env="test")
-    store = Store(engine, source="urn:carenet:node:test", tz="Asia/Shanghai")
+    store = Store(
+        engine,
+        source="urn:carenet:node:test",
+        tz="Asia/Shanghai",
+        protection=ResourceProtection(protector),
+    )
     app = FastAPI()
     app.include_router(create_auth_router(settings, store, ctx))
     authenticate = bearer_authenticator(store, ctx)

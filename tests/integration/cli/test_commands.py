@@ -171,3 +171,35 @@ def test_audit_verify_passes_on_a_clean_chain_and_names_an_altered_event(db_url)
     assert bad.returncode == 1
     out = bad.stdout + bad.stderr
     assert "altered" in out and str(first["seq"]) in out
+
+
+def test_seal_existing_seals_values_stored_in_clear_before_protection(db_url):
+    from carenet.bootstrap import build_store
+    from carenet.config import Settings
+    from carenet.fhir.identifiers import RESIDENT_ID
+    from carenet.store.uow import Store
+
+    assert run(db_url, "migrate").returncode == 0
+    settings = Settings(database_url=db_url)
+    protected = build_store(settings)
+    legacy = Store(protected.engine, source="urn:test", tz="Asia/Shanghai", protection=None)
+    rid = "11010519491231002X"
+    with legacy.unit_of_work() as uow:
+        pid = uow.repo.create(
+            "Patient",
+            {"resourceType": "Patient", "identifier": [{"system": RESIDENT_ID, "value": rid}]},
+        )["id"]
+        uow.commit()
+    try:
+        done = run(db_url, "seal-existing")
+        assert done.returncode == 0, done.stderr
+        assert "sealed 1 current versions (re-indexed) and 1 history versions" in done.stderr
+        with protected.engine.connect() as conn:
+            content = conn.execute(select(resources.c.content)).scalar_one()
+        assert rid not in content
+        with protected.unit_of_work() as uow:
+            assert [p["id"] for p in uow.repo.find("Patient", f"identifier={rid}")] == [pid]
+        again = run(db_url, "seal-existing")
+        assert "sealed 0 current versions (re-indexed) and 0 history versions" in again.stderr
+    finally:
+        protected.engine.dispose()
