@@ -9,6 +9,7 @@ from sqlalchemy import Connection
 
 from carenet.access import oauth_errors
 from carenet.access.accounts import get_account
+from carenet.access.grants import grant_applies
 from carenet.access.guardians import acting_for
 from carenet.access.oauth_tokens import Principal
 from carenet.access.permissions import STAFF_ROLES
@@ -149,6 +150,8 @@ def granted_patients(
             rtype, [(param, ",".join(actors)), ("status", status), ("_count", "1000")]
         )
         for grant in result.matches:
+            if not grant_applies(grant, actors, repo.clock(), repo.tz):
+                continue
             value = grant.get(element)
             for ref in value if isinstance(value, list) else [value]:
                 pid = _id((ref or {}).get("reference"), "Patient")

@@ -107,6 +107,19 @@ def test_staff_see_their_institutions_data_and_what_a_consent_grants(world):
             ],
         },
     }
+    # A consent that denies hospital 2, or whose permit has ended, opens nothing (PRIV-1).
+    for provision in (
+        {"type": "deny", "actor": consent["provision"]["actor"]},
+        {**consent["provision"], "period": {"end": "2020-12-31"}},
+    ):
+        r = c.post(
+            f"{FHIR}/Consent",
+            json={**consent, "provision": provision},
+            headers=world.as_("patient:p2"),
+        )
+        assert r.status_code == 201, r.text
+        assert c.get(f"{FHIR}/Observation/{made['id']}", headers=other).status_code == 404
+        assert made["id"] not in _ids(c.get(f"{FHIR}/Observation", headers=other).json())
     r = c.post(f"{FHIR}/Consent", json=consent, headers=world.as_("patient:p2"))
     assert r.status_code == 201, r.text
     assert c.get(f"{FHIR}/Observation/{made['id']}", headers=other).status_code == 200
