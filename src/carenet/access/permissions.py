@@ -109,6 +109,15 @@ _PUBLISHERS: dict[str, Scope] = {
 }
 OPERATIONS: dict[str, dict[str, Scope]] = {
     "Slot/$availability": {role: "all" for role in ROLES},  # the directory is public
+    # A patient's record, as far as the caller may read it (audited as an export).
+    "Patient/$everything": {
+        "patient": "compartment",
+        "doctor": "organization",
+        "nurse": "organization",
+        "pharmacist": "organization",
+        "regulator": "all",
+        "system": "all",
+    },
     "Appointment/$book": _BOOKERS,
     "Appointment/$cancel": _BOOKERS,
     "Appointment/$reschedule": _BOOKERS,

@@ -117,6 +117,7 @@ class Operation:
     description: str
     parameters: tuple[Param, ...]
     handler: Handler
+    audit_subtype: str = "operation"  # "export" for operations that hand a record out
 
     @property
     def key(self) -> str:
@@ -151,9 +152,10 @@ class Operation:
 @lru_cache(maxsize=1)
 def registry() -> dict[tuple[str, str], Operation]:
     """Every operation of every domain, by (resource type, code)."""
+    from carenet.api.patient_everything import OPERATIONS as core
     from carenet.domains.scheduling.api import OPERATIONS as scheduling
 
-    return {(op.resource_type, op.code): op for op in scheduling}
+    return {(op.resource_type, op.code): op for op in (*core, *scheduling)}
 
 
 def definitions() -> dict[str, dict[str, Any]]:
@@ -260,7 +262,7 @@ def run_operation(repo: Any, req: FhirRequest, parts: list[str]) -> FhirResponse
         refs = [f"{rtype}/{res_id}"] if res_id and not call.written else []
         patients = list(dict.fromkeys(call.patients))
         req.trail.add(
-            "operation",
+            op.audit_subtype,
             call.written,
             refs=refs + (patients if len(patients) > 1 else []),
             detail={"operation": op.key},

@@ -19,7 +19,8 @@ def test_the_capability_statement_lists_each_operation_with_its_definition(env: 
     assert names["Appointment"] == ["book", "cancel", "checkin", "noshow", "queue", "reschedule"]
     assert names["Schedule"] == ["generate", "stop-clinic"]
     assert names["PractitionerRole"] == ["call-next"]
-    assert names["Patient"] == []
+    assert names["Patient"] == ["everything"]
+    assert names["Observation"] == []
     for t in ("Appointment", "Schedule", "PractitionerRole"):
         for o in resources[t]["operation"]:
             definition_id = o["definition"].rsplit("/", 1)[1]
