@@ -58,6 +58,20 @@ class Settings(BaseSettings):
     holidays: str = ""
 
     @model_validator(mode="after")
+    def _check_holidays(self) -> Settings:
+        from datetime import date
+
+        for day in (d.strip() for d in self.holidays.split(",")):
+            if day:
+                try:
+                    date.fromisoformat(day)
+                except ValueError:
+                    raise ValueError(
+                        f"CARENET_HOLIDAYS: {day!r} is not a date (YYYY-MM-DD, comma-separated)"
+                    ) from None
+        return self
+
+    @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
         if self.env == "production" and self.master_secret == DEV_MASTER_SECRET:
             raise ValueError(

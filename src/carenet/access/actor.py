@@ -50,7 +50,10 @@ def resolve_actor(
         return ANONYMOUS
     agent = principal.fhir_user or f"urn:carenet:client:{principal.client_id}"
     if principal.account_id is None:
-        return Actor("system", agent)
+        # A backend service (an HIS interface, another node) writes on behalf of whichever
+        # institution it names: its data then belongs there like that institution's staff's.
+        org = (acting_organization or "").strip().removeprefix("Organization/") or None
+        return Actor("system", agent, acting_organization=org)
     role = principal.account_role or "anonymous"
     if role == "patient":
         refs = (

@@ -28,8 +28,8 @@ from carenet.access.guard import GuardedRepository
 from carenet.audit import AuditRecord, append_many
 from carenet.config import Settings
 from carenet.demo.region import DEMO_TAG, PRACTITIONER_ROLE
-from carenet.domains.scheduling import model, service
-from carenet.domains.scheduling.rules import BookingPolicy, choose_quota
+from carenet.domains.scheduling import model, policy, service
+from carenet.domains.scheduling.rules import choose_quota
 from carenet.domains.scheduling.sessions import ReleasePolicy, SessionTemplate
 from carenet.fhir import identifiers as ids
 from carenet.fhir.outcomes import OperationOutcomeError
@@ -40,7 +40,7 @@ from carenet.store.uow import Store
 #: The agent of everything the demo loader books (Appointment booked-by, the audit trail).
 DEMO_AGENT = "urn:carenet:demo"
 #: Identifier system of the demo Schedules; the value is the PractitionerRole's identifier.
-SCHEDULE_ID = f"{ids.CARENET_BASE}/sid/schedule"
+SCHEDULE_ID = ids.SCHEDULE_ID
 
 DOCTORS_PER_HOSPITAL = 4
 DAYS = 7
@@ -348,34 +348,6 @@ def find_patients(store: Store) -> list[DemoPatient]:
 # ------------------------------------------------------------------ writing
 
 
-def booking_policy(settings: Settings) -> BookingPolicy:
-    """The booking rules' numbers from Settings, as the FHIR operations use them."""
-    s = settings
-    return BookingPolicy(
-        window_days=s.booking_window_days,
-        max_future_bookings=s.booking_max_future,
-        noshow_limit=s.booking_noshow_limit,
-        noshow_window_days=s.booking_noshow_window_days,
-        suspension_days=s.booking_suspension_days,
-        cancel_cutoff_minutes=s.booking_cancel_cutoff_minutes,
-        reminder_ahead=s.queue_reminder_ahead,
-    )
-
-
-def release_policy(settings: Settings) -> ReleasePolicy:
-    return ReleasePolicy(
-        days_before=settings.booking_release_days_before,
-        at=time.fromisoformat(settings.booking_release_time),
-        pool_hours_before=settings.booking_pool_release_hours,
-    )
-
-
-def holidays(settings: Settings) -> frozenset[date]:
-    return frozenset(
-        date.fromisoformat(d.strip()) for d in settings.holidays.split(",") if d.strip()
-    )
-
-
 @dataclass(frozen=True)
 class ScheduleResult:
     schedule_id: str
@@ -417,7 +389,7 @@ def load_schedule(
     tz = ZoneInfo(settings.timezone)
     now = now.astimezone(tz)
     today = now.date()
-    release = release_policy(settings)
+    release = policy.release_policy(settings)
     templates = session_templates(index, senior=role.senior, visiting=role.visiting)
     records: list[AuditRecord] = []
     with store.unit_of_work() as uow:
@@ -432,12 +404,12 @@ def load_schedule(
             return ScheduleResult(schedule["id"], created, 0, 0, "inactive")
         ctx = service.SchedulingContext(
             guard=GuardedRepository(uow.repo, Actor("system", DEMO_AGENT)),
-            policy=booking_policy(settings),
+            policy=policy.booking_policy(settings),
             release=release,
             tz=tz,
             now=now,
             notifier=None,  # demo bookings text nobody
-            holidays=holidays(settings),
+            holidays=policy.holidays(settings),
         )
         slots = service.generate_schedule_slots(ctx, schedule["id"], today, DAYS)
         if slots:

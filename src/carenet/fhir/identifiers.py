@@ -64,6 +64,9 @@ DRUG_CODE = f"{CARENET_BASE}/CodeSystem/nhsa-drug-code"
 #: 行政区划代码 (GB/T 2260) of province, city and county.
 REGION_CODE = f"{CARENET_BASE}/CodeSystem/gb-t-2260"
 
+#: A Schedule's stable identifier (出诊排班), so that a second load finds it.
+SCHEDULE_ID = f"{CARENET_BASE}/sid/schedule"
+
 #: 医院等级 (医院分级管理办法): see ``HOSPITAL_LEVELS``.
 HOSPITAL_LEVEL = f"{CARENET_BASE}/CodeSystem/hospital-level"
 

@@ -261,3 +261,17 @@ def test_doctors_and_pharmacists_get_a_signing_key_when_their_role_is_verified(w
             for role in ("doctor", "doctor2", "pharmacist", "nurse")
         }
     assert have == {"doctor": True, "doctor2": True, "pharmacist": True, "nurse": False}
+
+
+def test_a_backend_service_writes_for_the_institution_it_names(world):
+    c, p2, h2 = world.client, world.ids["p2"], world.ids["h2"]
+    h = world.as_("system", **{"X-Acting-Organization": f"Organization/{h2}"})
+    made = c.post(f"{FHIR}/Observation", json=obs(p2), headers=h).json()
+    assert {"system": OWNER_ORGANIZATION, "code": h2} in made["meta"]["tag"]
+    # ... so that institution's staff see it and the other's do not.
+    assert (
+        c.get(f"{FHIR}/Observation/{made['id']}", headers=world.as_("doctor2")).status_code == 200
+    )
+    assert c.get(f"{FHIR}/Observation/{made['id']}", headers=world.as_("doctor")).status_code == 404
+    plain = c.post(f"{FHIR}/Observation", json=obs(p2), headers=world.as_("system")).json()
+    assert OWNER_ORGANIZATION not in {t["system"] for t in plain.get("meta", {}).get("tag", [])}

@@ -8,16 +8,15 @@ the actor's access and the rules.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from carenet.access.accounts import get_account
 from carenet.api.operations import Operation, OperationCall, Param, parameters
-from carenet.domains.scheduling import service, visit
+from carenet.domains.scheduling import policy, service, visit
 from carenet.domains.scheduling.availability import AvailabilityQuery, find_availability
-from carenet.domains.scheduling.rules import CHANNELS, BookingPolicy
-from carenet.domains.scheduling.sessions import ReleasePolicy
+from carenet.domains.scheduling.rules import CHANNELS
 from carenet.fhir import outcomes
 
 
@@ -33,30 +32,14 @@ def context(call: OperationCall) -> service.SchedulingContext:
         verified = get_account(call.repo.inner.conn, principal.account_id).real_name_verified
     return service.SchedulingContext(
         guard=call.repo,
-        policy=BookingPolicy(
-            window_days=s.booking_window_days,
-            max_future_bookings=s.booking_max_future,
-            noshow_limit=s.booking_noshow_limit,
-            noshow_window_days=s.booking_noshow_window_days,
-            suspension_days=s.booking_suspension_days,
-            cancel_cutoff_minutes=s.booking_cancel_cutoff_minutes,
-            reminder_ahead=s.queue_reminder_ahead,
-        ),
-        release=ReleasePolicy(
-            days_before=s.booking_release_days_before,
-            at=time.fromisoformat(s.booking_release_time),
-            pool_hours_before=s.booking_pool_release_hours,
-        ),
+        policy=policy.booking_policy(s),
+        release=policy.release_policy(s),
         tz=tz,
         now=services.clock().astimezone(tz),
         notifier=services.notifier,
-        holidays=frozenset(holidays(s.holidays)),
+        holidays=policy.holidays(s),
         booker_verified=verified,
     )
-
-
-def holidays(text: str) -> list[date]:
-    return [date.fromisoformat(d.strip()) for d in text.split(",") if d.strip()]
 
 
 def _done(call: OperationCall, ctx: service.SchedulingContext, *patients: str | None) -> None:

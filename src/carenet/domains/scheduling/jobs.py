@@ -4,7 +4,7 @@ reminders, as the system, audited like any other action."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,33 +13,26 @@ from carenet.access.guard import GuardedRepository
 from carenet.adapters.notify.outbox import Notifier
 from carenet.audit import AuditRecord, append_many
 from carenet.config import Settings
-from carenet.domains.scheduling import service, visit
-from carenet.domains.scheduling.rules import BookingPolicy
-from carenet.domains.scheduling.sessions import ReleasePolicy
+from carenet.domains.scheduling import policy, service, visit
 from carenet.fhir.outcomes import OperationOutcomeError
 from carenet.store.uow import Store
 
-JOB_AGENT = "urn:carenet:job:appointment-reminders"
+REMINDER_AGENT = "urn:carenet:job:appointment-reminders"
+ROLL_AGENT = "urn:carenet:job:roll-schedules"
 
 
 def _context(
-    uow: Any, settings: Settings, notifier: Notifier | None, now: datetime | None
+    uow: Any, settings: Settings, notifier: Notifier | None, now: datetime | None, agent: str
 ) -> service.SchedulingContext:
     tz = ZoneInfo(settings.timezone)
     return service.SchedulingContext(
-        guard=GuardedRepository(uow.repo, Actor("system", JOB_AGENT)),
-        policy=BookingPolicy(window_days=settings.booking_window_days),
-        release=ReleasePolicy(
-            days_before=settings.booking_release_days_before,
-            at=time.fromisoformat(settings.booking_release_time),
-            pool_hours_before=settings.booking_pool_release_hours,
-        ),
+        guard=GuardedRepository(uow.repo, Actor("system", agent)),
+        policy=policy.booking_policy(settings),
+        release=policy.release_policy(settings),
         tz=tz,
         now=(now or datetime.now(tz)).astimezone(tz),
         notifier=notifier,
-        holidays=frozenset(
-            date.fromisoformat(d.strip()) for d in settings.holidays.split(",") if d.strip()
-        ),
+        holidays=policy.holidays(settings),
     )
 
 
@@ -56,7 +49,7 @@ def roll_schedules(
     for schedule_id in ids:
         try:
             with store.unit_of_work() as uow:
-                ctx = _context(uow, settings, None, now)
+                ctx = _context(uow, settings, None, now, ROLL_AGENT)
                 slots = service.generate_schedule_slots(
                     ctx, schedule_id, ctx.now.date(), settings.booking_window_days
                 )
@@ -67,7 +60,7 @@ def roll_schedules(
                         [
                             AuditRecord(
                                 subtype="operation",
-                                agent=JOB_AGENT,
+                                agent=ROLL_AGENT,
                                 agent_role="system",
                                 entities=(f"Schedule/{schedule_id}",),
                                 detail={"operation": "Schedule/$generate", "created": len(slots)},
@@ -95,13 +88,13 @@ def remind_day_before(
     how many. One transaction: the reminders, the marks on the appointments and the audit
     event commit together (running it twice sends nothing twice)."""
     with store.unit_of_work() as uow:
-        ctx = _context(uow, settings, notifier, now)
+        ctx = _context(uow, settings, notifier, now, REMINDER_AGENT)
         reminded = visit.send_day_before_reminders(ctx, day)
         uow.repo.flush()
         records = [
             AuditRecord(
                 subtype="operation",
-                agent=JOB_AGENT,
+                agent=REMINDER_AGENT,
                 agent_role="system",
                 patient=f"Patient/{pid}" if (pid := _patient(a)) else None,
                 entities=(f"Appointment/{a['id']}",),

@@ -17,7 +17,7 @@ from typing import Any
 from carenet.domains.scheduling.rules import CHANNELS, Quota, SlotView
 from carenet.domains.scheduling.sessions import ReleasePolicy, SessionTemplate, SlotSpec
 from carenet.fhir.findings import Finding
-from carenet.fhir.identifiers import CARENET_BASE, OWNER_ORGANIZATION
+from carenet.fhir.identifiers import CARENET_BASE, DATA_ORIGIN, OWNER_ORGANIZATION
 
 SD = f"{CARENET_BASE}/StructureDefinition"
 SESSION = f"{SD}/schedule-session"  # one per session template (出诊时段)
@@ -200,6 +200,17 @@ def owner_tag(org_id: str) -> dict[str, Any]:
     return {"tag": [{"system": OWNER_ORGANIZATION, "code": org_id}]}
 
 
+def inherited_meta(parent: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What a Slot takes from its Schedule and an Appointment from its Slot: the owner (access
+    control) and where the data came from (demo, bench), so both can be found together."""
+    tags = [
+        t
+        for t in (parent.get("meta") or {}).get("tag") or []
+        if t.get("system") in (OWNER_ORGANIZATION, DATA_ORIGIN)
+    ]
+    return {"tag": tags} if tags else None
+
+
 # ------------------------------------------------------------------ Slot
 
 
@@ -223,9 +234,9 @@ def slot_resource(schedule: Mapping[str, Any], spec: SlotSpec) -> dict[str, Any]
         "start": iso(spec.start),
         "end": iso(spec.end),
     }
-    owner = owner_of(schedule)
-    if owner:
-        slot["meta"] = owner_tag(owner)
+    meta = inherited_meta(schedule)
+    if meta:
+        slot["meta"] = meta
     return slot
 
 
@@ -367,9 +378,9 @@ def new_appointment(
     }
     if not appt["serviceType"]:
         del appt["serviceType"]
-    owner = owner_of(slot)
-    if owner:
-        appt["meta"] = owner_tag(owner)
+    meta = inherited_meta(slot)
+    if meta:
+        appt["meta"] = meta
     return appt
 
 

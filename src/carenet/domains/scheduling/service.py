@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 from carenet.access.guard import GuardedRepository
@@ -162,8 +163,8 @@ def generate_schedule_slots(
         return []
     lo = specs[0].start.astimezone(ctx.tz).date()
     hi = specs[-1].start.astimezone(ctx.tz).date() + timedelta(days=1)
-    existing = {
-        (model.parse_dt(s.get("start"), ctx.tz), model.service_type_code(s))
+    existing = [
+        (model.parse_dt(s.get("start"), ctx.tz), model.parse_dt(s.get("end"), ctx.tz))
         for s in search_all(
             ctx.repo,
             "Slot",
@@ -173,10 +174,12 @@ def generate_schedule_slots(
                 ("start", f"lt{hi.isoformat()}"),
             ],
         )
-    }
+    ]
     created = []
     for spec in specs:
-        if (spec.start, spec.service_type) in existing:
+        # A slot already there at that time (from this template, or from an earlier one with
+        # another slot length) stays; a new one never overlaps it.
+        if any(a and b and a < spec.end and spec.start < b for a, b in existing):
             continue
         created.append(ctx.write("Slot", model.slot_resource(schedule, spec)))
     return created
@@ -241,9 +244,13 @@ def stop_clinic(
 
 
 def search_all(repo: Repository, rtype: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """Every match of an internal search (bounded: a day's slots, a patient's bookings)."""
-    result = repo.search(rtype, [*params, ("_count", "1000")])
-    return list(result.matches)
+    """Every match of an internal search, page after page (a day's slots, a node's bookings)."""
+    result = repo.search(rtype, [*params, ("_count", str(repo.max_count))])
+    matches = list(result.matches)
+    while next_link := result.links.get("next"):
+        result = repo.search(rtype, parse_qsl(next_link.split("?", 1)[1]))
+        matches.extend(result.matches)
+    return matches
 
 
 def practitioner_key(appointment: dict[str, Any]) -> str:
