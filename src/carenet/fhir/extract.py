@@ -285,6 +285,33 @@ def compile_expression(expression: str, root: str | None = None) -> Extractor:
     return union
 
 
+@lru_cache(maxsize=8192)
+def root_elements(expression: str, root: str | None = None) -> frozenset[str] | None:
+    """The top-level JSON keys of its input that ``expression`` can read (``root`` as for
+    ``compile_expression``): when the input has none of them, the expression yields nothing and
+    need not run. None when that cannot be told (fhirpathpy fallbacks; ``exists()``, which
+    yields false on nothing; an expression that is the root itself)."""
+    if _DECEASED_RE.match(expression.strip()):
+        return None
+    try:
+        programs = [_compile_path(p, root) for p in split_union(expression)]
+    except _Unsupported:
+        return None
+    keys: set[str] = set()
+    for ops in programs:
+        if not ops or any(op == _EXISTS for op, _ in ops):
+            return None
+        op, name = ops[0]
+        if op == _FIELD:
+            keys.add(name)
+        elif op == _CHOICE:
+            keys.add(name)
+            keys.update(name + suffix for suffix in CHOICE_SUFFIXES)
+        else:
+            return None
+    return frozenset(keys)
+
+
 def evaluate(resource: dict[str, Any], expression: str) -> list[Any]:
     """Evaluate an expression rooted at the resource's type."""
     return compile_expression(expression, resource.get("resourceType"))(resource)
