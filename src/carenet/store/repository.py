@@ -19,6 +19,7 @@ from typing import Any
 
 import jsonpatch
 import orjson
+from psycopg.types.json import Json
 from sqlalchemy import Connection, and_, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
@@ -127,7 +128,7 @@ class Repository:
                 f"w{len(parts)} AS (INSERT INTO {name} ({cols}) SELECT {cols} "
                 f"FROM json_populate_recordset(NULL::{name}, %s::json))"
             )
-            params.append(orjson.dumps(rows, default=_json_default).decode())
+            params.append(Json(rows, dumps=_rows_json))
         if parts:
             self.conn.exec_driver_sql("WITH " + ", ".join(parts) + " SELECT 1", tuple(params))
 
@@ -498,6 +499,11 @@ class Repository:
 @functools.cache
 def _column_list(table_name: str) -> str:
     return ", ".join(c.name for c in metadata.tables[table_name].columns)
+
+
+def _rows_json(rows: Any) -> bytes:
+    # bytes straight to the wire: a str would be decoded here and encoded again by psycopg.
+    return orjson.dumps(rows, default=_json_default)
 
 
 def _json_default(value: Any) -> str:
