@@ -3,14 +3,14 @@
 
 Wall-clock throughput on a shared 2-core machine swings with whatever else runs; the CPU time
 the server's Python process spends per resource does not (much). This script builds the app
-(``create_app``, as ``carenet serve`` does) on a fresh database, gets a backend-service token,
-loads the bench practitioners and some warm-up Bundles, and then POSTs generated patient
-Bundles one at a time straight into the ASGI app — the same routing, body parsing, access
-control, validation, indexing, audit chain and commit as over HTTP, without sockets or an HTTP
-client. Per run it reports the process CPU time (``time.process_time``, all threads) and, on
-PostgreSQL, the CPU time of this database's backends (from /proc, when readable), each per
-1,000 resources; then the medians. ``--cprofile PATH`` writes a cProfile of the timed runs.
-"""
+(``bootstrap.build_app``, as ``carenet serve`` does) on a fresh database, gets a
+backend-service token, loads the bench practitioners and some warm-up Bundles, and then POSTs
+generated patient Bundles one at a time straight into the ASGI app — the same routing, body
+parsing, access control, validation, indexing, audit chain and commit as over HTTP, without
+sockets or an HTTP client. Per run it reports the process CPU time (``time.process_time``, all
+threads) and, on PostgreSQL, the CPU time of this database's backends (from /proc, when
+readable), each per 1,000 resources; then the medians. ``--cprofile PATH`` writes a cProfile
+of the timed runs (handlers then run inline in the profiled thread instead of the thread pool)."""
 
 from __future__ import annotations
 
@@ -154,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from sqlalchemy import text
 
-    from carenet.api.app import create_app
-    from carenet.bootstrap import build_store
+    from carenet.bootstrap import build_app
     from carenet.config import Settings
     from carenet.store.engine import build_engine
     from carenet.store.migrate import upgrade
@@ -174,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         upgrade(url)
         settings = Settings(database_url=url, base_url=BASE, node_id="profile", env="test")
-        store = build_store(settings)
-        caller = AsgiCaller(create_app(settings, store))
+        app = build_app(settings)
+        store = app.state.store
+        caller = AsgiCaller(app)
         headers = {
             "content-type": "application/fhir+json",
             "accept": "application/fhir+json",
