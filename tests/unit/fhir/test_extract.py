@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from carenet.fhir import extract
-from carenet.fhir.searchparams import params_for, resource_types
+from carenet.fhir.searchparams import params_for, resource_types, split_union
 
 OBS: dict[str, Any] = {
     "resourceType": "Observation",
@@ -145,3 +145,24 @@ def test_an_expression_whose_root_elements_are_absent_yields_nothing() -> None:
                         assert value == [], (path.name, p.code, expression)
                         checked += 1
     assert checked > 10000
+
+
+@pytest.mark.skipif(not EXAMPLES.is_dir(), reason=f"shared test data not found at {EXAMPLES}")
+def test_specialised_programs_agree_with_the_generic_step_loop() -> None:
+    compared = 0
+    for path in sorted(EXAMPLES.glob("*.json")):
+        resource = json.loads(path.read_text(encoding="utf-8"))
+        rtype = resource.get("resourceType")
+        if rtype not in resource_types():
+            continue
+        for p in params_for(rtype).values():
+            if not p.expression or extract._DECEASED_RE.match(p.expression.strip()):
+                continue
+            try:
+                programs = [extract._compile_path(x, rtype) for x in split_union(p.expression)]
+            except extract._Unsupported:
+                continue
+            generic = [v for ops in programs for v in extract._run([resource], ops)]
+            assert extract.compile_expression(p.expression, rtype)(resource) == generic
+            compared += 1
+    assert compared > 10000
