@@ -119,7 +119,8 @@ class Repository:
         JSON array parameter (serialised by orjson, in C) into an INSERT in a WITH clause.
         A COPY per table took two round trips each, and the per-statement overhead on both
         sides was most of the cost of writing a transaction Bundle."""
-        parts, params = [], []
+        parts: list[str] = []
+        params: list[Json] = []
         for name, rows in batches:
             if not rows:
                 continue
