@@ -19,12 +19,14 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from carenet import FHIR_VERSION, __version__
 from carenet.access.actor import resolve_actor
 from carenet.access.guard import GuardedRepository
+from carenet.access.oauth_tokens import Principal
 from carenet.api.audit_trail import OUTCOME_MINOR_FAILURE, OUTCOME_SERIOUS_FAILURE, Trail, Who
 from carenet.api.fhir_rest import FhirRequest, FhirResponse, Prefer, execute, interaction_of
 from carenet.api.operations import Services
@@ -114,7 +116,7 @@ def create_app(
     def healthz() -> dict[str, str]:
         return {"status": "ok", "fhirVersion": FHIR_VERSION}
 
-    from carenet.api.auth import bearer_authenticator
+    from carenet.api.auth import bearer_principal
     from carenet.api.auth_router import create_auth_router
     from carenet.bootstrap import build_auth_context
 
@@ -125,7 +127,9 @@ def create_app(
         create_auth_router(settings, store, auth_ctx, on_event=_audit_auth_event(settings))
     )
 
-    authenticate = bearer_authenticator(store, auth_ctx)
+    def authenticate(request: Request, conn: Connection) -> Principal | None:
+        return bearer_principal(request, conn, auth_ctx)
+
     services = Services(settings, auth_ctx.notifier, *([clock] if clock else []))
 
     def handle(request: Request, path: str, body: bytes) -> Response:
@@ -296,20 +300,8 @@ def _handle(
         source = request.client.host if request.client else None
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         trail = Trail(Who(source_address=source, request_id=request_id))
-        principal = authenticate(request) if authenticate is not None else None
-        if principal is not None:
-            trail = Trail(
-                Who(
-                    agent=principal.fhir_user or f"urn:carenet:client:{principal.client_id}",
-                    role=principal.account_role,
-                    on_behalf_of=principal.launch_patient,
-                    source_address=source,
-                    request_id=request_id,
-                )
-            )
         req = FhirRequest(
             trail=trail,
-            principal=principal,
             acting_organization=request.headers.get("x-acting-organization"),
             # Percent-encoded UTF-8, since HTTP header values are ASCII (the reason is Chinese).
             break_glass=unquote(request.headers.get("x-break-glass-reason") or "") or None,
@@ -325,20 +317,30 @@ def _handle(
             content_type=ctype,
             services=services,
         )
-        resp = _run(store, req, settings.audit_chains)
+        identify = None if authenticate is None else lambda conn: authenticate(request, conn)
+        resp = _run(store, req, settings.audit_chains, identify)
     except OperationOutcomeError as err:
         _record_refusal(store, request, path, params, err, settings.audit_chains, trail)
         return outcome_response(err)
     return FhirJSONResponse(resp.body, status_code=resp.status, headers=resp.headers, pretty=pretty)
 
 
-def _run(store: Store, req: FhirRequest, chains: int) -> FhirResponse:
+def _run(
+    store: Store,
+    req: FhirRequest,
+    chains: int,
+    identify: Callable[[Connection], Principal | None] | None = None,
+) -> FhirResponse:
+    """Run a request in one unit of work. ``identify`` reads the bearer token's Principal on
+    the unit of work's own connection (a refused token is audited like any refusal)."""
     attempts = 3
     for attempt in range(attempts):
         assert req.trail is not None
         req.trail.records.clear()
         try:
             with store.unit_of_work() as uow:
+                if identify is not None:
+                    _identify(req, identify(uow.repo.conn))
                 actor = resolve_actor(
                     uow.repo.conn,
                     uow.repo,
@@ -367,6 +369,22 @@ def _run(store: Store, req: FhirRequest, chains: int) -> FhirResponse:
                 ) from exc
             raise
     raise AssertionError("unreachable")
+
+
+def _identify(req: FhirRequest, principal: Principal | None) -> None:
+    """The request acts as ``principal``; its audit trail names it (in place: the refusal
+    path audits through the same trail)."""
+    assert req.trail is not None
+    req.principal = principal
+    if principal is not None:
+        who = req.trail.who
+        req.trail.who = Who(
+            agent=principal.fhir_user or f"urn:carenet:client:{principal.client_id}",
+            role=principal.account_role,
+            on_behalf_of=principal.launch_patient,
+            source_address=who.source_address,
+            request_id=who.request_id,
+        )
 
 
 _AUTH_SUBTYPES = {

@@ -307,17 +307,35 @@ def _at(e: _Entry, err: OperationOutcomeError) -> OperationOutcomeError:
 def _rewrite(
     value: Any, mapping: dict[str, str], repo: Repository, cache: dict[str, str], where: str
 ) -> Any:
-    """Replace references to fullUrls with Type/id, and resolve conditional references."""
+    """Replace references to fullUrls with Type/id, and resolve conditional references.
+
+    Copies only the containers on the way to something replaced and returns unchanged parts
+    themselves: most of a resource (codings, quantities, names) holds no reference, and
+    rebuilding it all cost as much as validating it."""
     if isinstance(value, dict):
-        out = {}
+        out = None
         for k, v in value.items():
             if k == "reference" and isinstance(v, str):
-                out[k] = _resolve_reference(v, mapping, repo, cache, where)
+                new = _resolve_reference(v, mapping, repo, cache, where)
+            elif isinstance(v, dict | list) or (isinstance(v, str) and v in mapping):
+                new = _rewrite(v, mapping, repo, cache, where)
             else:
-                out[k] = _rewrite(v, mapping, repo, cache, where)
-        return out
+                continue
+            if new is not v:
+                if out is None:
+                    out = dict(value)
+                out[k] = new
+        return value if out is None else out
     if isinstance(value, list):
-        return [_rewrite(v, mapping, repo, cache, where) for v in value]
+        items = None
+        for i, v in enumerate(value):
+            if isinstance(v, dict | list) or (isinstance(v, str) and v in mapping):
+                new = _rewrite(v, mapping, repo, cache, where)
+                if new is not v:
+                    if items is None:
+                        items = list(value)
+                    items[i] = new
+        return value if items is None else items
     if isinstance(value, str) and value in mapping:
         # uri elements (e.g. Provenance.target is a Reference, but canonical/uri fields may
         # also point at an entry's fullUrl)

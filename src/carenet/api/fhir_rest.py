@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -109,7 +110,9 @@ def _resource_headers(base: str, resource: dict[str, Any]) -> dict[str, str]:
     }
 
 
+@lru_cache(maxsize=4096)
 def _http_date(instant: str) -> str:
+    # Cached: a transaction writes many resources in the same millisecond or few.
     from datetime import datetime
     from email.utils import format_datetime
 

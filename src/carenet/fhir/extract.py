@@ -272,17 +272,98 @@ def compile_expression(expression: str, root: str | None = None) -> Extractor:
         programs = [_compile_path(p, root) for p in split_union(expression)]
     except _Unsupported:
         return _fallback(expression)
-    if len(programs) == 1:
-        ops = programs[0]
-        return lambda resource: _run([resource], ops)
+    runs = [_program(ops) for ops in programs]
+    if len(runs) == 1:
+        return runs[0]
 
     def union(resource: dict[str, Any]) -> list[Any]:
         out: list[Any] = []
-        for ops in programs:
-            out.extend(_run([resource], ops))
+        for run in runs:
+            out.extend(run(resource))
         return out
 
     return union
+
+
+_ABSENT = object()
+
+
+def _get(node: dict[str, Any], name: str, choice: bool) -> Any:
+    """What a _FIELD or _CHOICE step reads from one object (_ABSENT when nothing)."""
+    v = node.get(name)
+    if v is not None:
+        return v
+    if choice:
+        plen = len(name)
+        for k in node:
+            if k.startswith(name) and k[plen:] in CHOICE_SUFFIXES:
+                return node[k]
+    return _ABSENT
+
+
+def _program(ops: tuple[tuple[int, Any], ...]) -> Extractor:
+    """A function running one step program. The commonest shapes of R4 search parameters —
+    the resource itself, ``Type.element`` and ``Type.element.element`` — run without the
+    generic step loop: indexing runs some twenty of them per resource."""
+    if not ops:
+        return lambda resource: [resource]
+    if len(ops) > 2 or any(op not in (_FIELD, _CHOICE) for op, _ in ops):
+        return lambda resource: _run([resource], ops)
+    name, choice = ops[0][1], ops[0][0] == _CHOICE
+    if len(ops) == 1:
+
+        def one(resource: dict[str, Any]) -> list[Any]:
+            v = _get(resource, name, choice) if type(resource) is dict else _ABSENT
+            if v is _ABSENT:
+                return []
+            return list(v) if type(v) is list else [v]
+
+        return one
+    inner, inner_choice = ops[1][1], ops[1][0] == _CHOICE
+
+    def two(resource: dict[str, Any]) -> list[Any]:
+        v = _get(resource, name, choice) if type(resource) is dict else _ABSENT
+        if v is _ABSENT:
+            return []
+        out: list[Any] = []
+        for n in v if type(v) is list else (v,):
+            if type(n) is dict:
+                w = _get(n, inner, inner_choice)
+                if w is not _ABSENT:
+                    if type(w) is list:
+                        out.extend(w)
+                    else:
+                        out.append(w)
+        return out
+
+    return two
+
+
+@lru_cache(maxsize=8192)
+def root_elements(expression: str, root: str | None = None) -> frozenset[str] | None:
+    """The top-level JSON keys of its input that ``expression`` can read (``root`` as for
+    ``compile_expression``): when the input has none of them, the expression yields nothing and
+    need not run. None when that cannot be told (fhirpathpy fallbacks; ``exists()``, which
+    yields false on nothing; an expression that is the root itself)."""
+    if _DECEASED_RE.match(expression.strip()):
+        return None
+    try:
+        programs = [_compile_path(p, root) for p in split_union(expression)]
+    except _Unsupported:
+        return None
+    keys: set[str] = set()
+    for ops in programs:
+        if not ops or any(op == _EXISTS for op, _ in ops):
+            return None
+        op, name = ops[0]
+        if op == _FIELD:
+            keys.add(name)
+        elif op == _CHOICE:
+            keys.add(name)
+            keys.update(name + suffix for suffix in CHOICE_SUFFIXES)
+        else:
+            return None
+    return frozenset(keys)
 
 
 def evaluate(resource: dict[str, Any], expression: str) -> list[Any]:

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, delete
 
-from carenet.fhir.extract import compile_expression
+from carenet.fhir.extract import compile_expression, root_elements
 from carenet.fhir.searchparams import SearchParam, params_for, resource_types
 from carenet.store.schema import INDEX_TABLES
 
@@ -321,7 +321,10 @@ def _number_values(v: Any) -> list[Decimal]:
 
 # ------------------------------------------------------------------------------- plans
 
-Plan = list[tuple[str, str, Callable[[dict[str, Any]], list[Any]], SearchParam]]
+# (code, type, extractor, the top-level keys it reads or None if unknown, parameter)
+Plan = list[
+    tuple[str, str, Callable[[dict[str, Any]], list[Any]], frozenset[str] | None, SearchParam]
+]
 
 
 @cache
@@ -330,7 +333,8 @@ def _plan(resource_type: str) -> Plan:
     for code, p in sorted(params_for(resource_type).items()):
         if p.from_resource_table or not p.expression or p.type == "special":
             continue
-        plan.append((code, p.type, compile_expression(p.expression, resource_type), p))
+        fn = compile_expression(p.expression, resource_type)
+        plan.append((code, p.type, fn, root_elements(p.expression, resource_type), p))
     return plan
 
 
@@ -444,7 +448,12 @@ def rows_for(
     rid = resource["id"]
     rows = empty_rows()
     seen: set[tuple[Any, ...]] = set()
-    for code, ptype, fn, p in _plan(rtype):
+    # Most of a type's parameters read elements a given resource does not have: skipping those
+    # without running their extractors halves the cost of indexing.
+    keys = resource.keys()
+    for code, ptype, fn, reads, p in _plan(rtype):
+        if reads is not None and keys.isdisjoint(reads):
+            continue
         values = fn(resource)
         if not values:
             continue
@@ -454,8 +463,8 @@ def rows_for(
                     continue
                 # A composite matches only when every component does, so an element lacking one
                 # of them gets no rows at all.
-                subs = [compile_expression(comp.expression, None)(element) for comp in p.components]
-                if not all(subs):
+                subs = _component_values(p, element)
+                if subs is None:
                     continue
                 for ci, (comp, sub) in enumerate(zip(p.components, subs, strict=True)):
                     base = {
@@ -469,6 +478,22 @@ def rows_for(
             rows, seen, ptype, {"res_type": rtype, "res_id": rid, "param": code}, values, tz, blind
         )
     return rows
+
+
+def _component_values(p: SearchParam, element: dict[str, Any]) -> list[list[Any]] | None:
+    """The values of each component of composite ``p`` on ``element``; None as soon as one
+    component has none."""
+    keys = element.keys()
+    subs = []
+    for comp in p.components:
+        reads = root_elements(comp.expression, None)
+        if reads is not None and keys.isdisjoint(reads):
+            return None
+        sub = compile_expression(comp.expression, None)(element)
+        if not sub:
+            return None
+        subs.append(sub)
+    return subs
 
 
 def delete_rows(conn: Connection, keys: list[tuple[str, str]]) -> None:

@@ -15,6 +15,8 @@ DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 
 def split_escaped(value: str, sep: str) -> list[str]:
     """Split on ``sep`` not preceded by a backslash, and unescape ``\\, \\| \\$ \\\\``."""
+    if "\\" not in value:
+        return value.split(sep)  # nothing escaped, the common case: no character-by-character walk
     out: list[str] = []
     cur: list[str] = []
     i = 0

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from carenet.fhir import extract
-from carenet.fhir.searchparams import params_for, resource_types
+from carenet.fhir.searchparams import params_for, resource_types, split_union
 
 OBS: dict[str, Any] = {
     "resourceType": "Observation",
@@ -90,3 +92,77 @@ def test_every_r4_expression_compiles_without_error() -> None:
 @pytest.mark.parametrize("expr", ["Observation.where(", "Observation..code"])
 def test_broken_expressions_extract_nothing(expr: str) -> None:
     assert extract.evaluate(OBS, expr) == []
+
+
+def test_root_elements_name_the_top_level_keys_an_expression_reads() -> None:
+    subject = extract.root_elements(
+        "Observation.subject.where(resolve() is Patient)", "Observation"
+    )
+    assert subject is not None and "subject" in subject and "code" not in subject
+    both = extract.root_elements("Observation.code | Observation.component.code", "Observation")
+    assert both is not None and {"code", "component"} <= both and "subject" not in both
+    choice = extract.root_elements("(Observation.value as Quantity)", "Observation")
+    assert choice is not None and "valueQuantity" in choice
+    # exists() yields false on nothing; the root itself reads everything; fallbacks are opaque.
+    assert extract.root_elements("Patient.link.exists()", "Patient") is None
+    assert extract.root_elements("Observation", "Observation") is None
+    assert extract.root_elements("Observation.performer.count()", "Observation") is None
+    assert extract.root_elements("value.as(Quantity)") == {"valueQuantity"}
+
+
+EXAMPLES = (
+    Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "fhir-examples"
+).resolve() / "r4-spec-examples"
+
+
+@pytest.mark.skipif(not EXAMPLES.is_dir(), reason=f"shared test data not found at {EXAMPLES}")
+def test_an_expression_whose_root_elements_are_absent_yields_nothing() -> None:
+    """What lets the indexer skip a parameter without running it: checked for every search
+    parameter (and composite component) on every official R4 example."""
+    checked = 0
+    for path in sorted(EXAMPLES.glob("*.json")):
+        resource = json.loads(path.read_text(encoding="utf-8"))
+        rtype = resource.get("resourceType")
+        if rtype not in resource_types():
+            continue
+        for p in params_for(rtype).values():
+            if not p.expression:
+                continue
+            pairs: list[tuple[str, str | None, dict[str, Any]]] = [(p.expression, rtype, resource)]
+            if p.type == "composite":
+                elements = extract.compile_expression(p.expression, rtype)(resource)
+                pairs += [
+                    (c.expression, None, e)
+                    for e in elements
+                    if isinstance(e, dict)
+                    for c in p.components
+                ]
+            for expression, root, node in pairs:
+                reads = extract.root_elements(expression, root)
+                for stripped in (node, {k: v for k, v in node.items() if k not in (reads or ())}):
+                    if reads is not None and stripped.keys().isdisjoint(reads):
+                        value = extract.compile_expression(expression, root)(stripped)
+                        assert value == [], (path.name, p.code, expression)
+                        checked += 1
+    assert checked > 10000
+
+
+@pytest.mark.skipif(not EXAMPLES.is_dir(), reason=f"shared test data not found at {EXAMPLES}")
+def test_specialised_programs_agree_with_the_generic_step_loop() -> None:
+    compared = 0
+    for path in sorted(EXAMPLES.glob("*.json")):
+        resource = json.loads(path.read_text(encoding="utf-8"))
+        rtype = resource.get("resourceType")
+        if rtype not in resource_types():
+            continue
+        for p in params_for(rtype).values():
+            if not p.expression or extract._DECEASED_RE.match(p.expression.strip()):
+                continue
+            try:
+                programs = [extract._compile_path(x, rtype) for x in split_union(p.expression)]
+            except extract._Unsupported:
+                continue
+            generic = [v for ops in programs for v in extract._run([resource], ops)]
+            assert extract.compile_expression(p.expression, rtype)(resource) == generic
+            compared += 1
+    assert compared > 10000
