@@ -2,13 +2,14 @@
 # Runs every benchmark on PostgreSQL and SQLite, each against a fresh database and a server
 # started here, and writes bench/RESULTS.md. Takes 15-30 minutes on a 2-core machine.
 #   bench/run.sh                 # everything
-#   PATIENTS=200 RESOURCES=20000 bench/run.sh   # a quicker, smaller run
+#   PATIENTS=200 RESOURCES=20000 BOOKERS=200 bench/run.sh   # a quicker, smaller run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 PATIENTS=${PATIENTS:-500}
 RESOURCES=${RESOURCES:-100000}
 SAMPLES=${SAMPLES:-500}
+BOOKERS=${BOOKERS:-1000}  # bench.booking: patients storming BOOKERS/10 single-place slots
 PG_ADMIN=${PG_ADMIN:-postgresql://postgres@127.0.0.1:5432/postgres}
 PG_DB=carenet_bench_$$
 PG_URL="${PG_ADMIN%/*}/$PG_DB"
@@ -48,6 +49,8 @@ $BIN/python -m bench.ingest --label postgresql --base-url http://127.0.0.1:8301/
   --patients "$PATIENTS" --concurrency 4 --repeat 3
 $BIN/python -m bench.latency --label postgresql --base-url http://127.0.0.1:8301/fhir --database-url "$PG_URL" \
   --resources "$RESOURCES" --samples "$SAMPLES"
+$BIN/python -m bench.booking --label postgresql --base-url http://127.0.0.1:8301/fhir --database-url "$PG_URL" \
+  --patients "$BOOKERS" --slots "$((BOOKERS / 10))" --repeat 3
 stop_server
 
 start_server "$SQLITE_URL" 8302 1

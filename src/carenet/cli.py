@@ -273,7 +273,8 @@ def seal_existing() -> None:
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(
-    ctx: typer.Context, which: Annotated[str, typer.Argument(help="ingest | latency")]
+    ctx: typer.Context,
+    which: Annotated[str, typer.Argument(help="ingest | latency | booking | profile_ingest")],
 ) -> None:
     """Run a benchmark from bench/ (results go to bench/RESULTS.md). Extra options pass through."""
     root = Path(__file__).resolve().parents[2]

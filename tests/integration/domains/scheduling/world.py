@@ -5,17 +5,16 @@ and a bearer token for each. Seeded straight into a migrated database of either 
 from __future__ import annotations
 
 import random
-import secrets
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
 from datetime import time as dtime
 from typing import Any
 
+from bench.booking import mint
+
 from carenet.access.accounts import register_patient, register_staff
 from carenet.access.clients import create_client
-from carenet.access.oauth_tokens import OAuthPolicy, store_token
 from carenet.access.practitioners import (
     ROLE_LICENCES,
     register_practitioner_role,
@@ -38,20 +37,6 @@ class Clinic:
     patients: list[str] = field(default_factory=list)  # Patient ids, one per patient token
     phones: dict[str, str] = field(default_factory=dict)  # Patient id -> mobile number
     accounts: dict[str, str] = field(default_factory=dict)  # token name -> account id
-
-
-def mint(conn: Any, client_id: str, account_id: str | None, scope: str) -> str:
-    token = secrets.token_urlsafe(32)
-    store_token(
-        conn,
-        OAuthPolicy(),
-        int(time.time() * 1000),
-        {"access_token": token, "token_type": "Bearer", "scope": scope},
-        client_id=client_id,
-        account_id=account_id,
-        grant_type="authorization_code",
-    )
-    return token
 
 
 def weekly(
