@@ -388,13 +388,9 @@ def _give_back(ctx: SchedulingContext, slot_id: str, quota: str | None) -> dict[
     return ctx.write("Slot", model.with_quotas(slot, quotas, str(status)))
 
 
-def _quick_full(ctx: SchedulingContext, slot_id: str) -> None:
+def _refuse_if_full(ctx: SchedulingContext, slot: dict[str, Any]) -> None:
     """Release-time storms: most requests are for a slot that is already full. Refuse those
     before taking any lock (the decision is re-made under the lock for the others)."""
-    try:
-        slot = ctx.repo.read("Slot", slot_id)
-    except outcomes.OperationOutcomeError:
-        return  # reported properly below
     view = model.slot_view(slot, ctx.tz)
     if view.status in ("free", "busy") and all(q.free == 0 for q in view.quotas.values()):
         raise refuse([_slot_full()])
@@ -410,16 +406,16 @@ def _slot_full() -> Finding:
     )
 
 
-def book_appointment(
-    ctx: SchedulingContext, slot_id: str, patient_id: str, channel: str | None
+def _book_into(
+    ctx: SchedulingContext,
+    slot: dict[str, Any],
+    patient_id: str,
+    channel: str,
+    *,
+    excluding: str | None = None,
 ) -> dict[str, Any]:
-    """Book ``patient_id`` into a slot; returns the Appointment (status booked)."""
-    ctx.guard.operation_scope("Appointment/$book")
-    channel = channel or _default_channel(ctx)
-    _quick_full(ctx, slot_id)
-    slot_org = model.owner_of(_read_slot(ctx, slot_id, lock=False))
-    patient = _patient_for(ctx, patient_id, slot_org)  # locks the patient first
-    slot = _read_slot(ctx, slot_id, lock=True)
+    """Under the patient's and the slot's locks: apply the booking rules (the patient's other
+    bookings, ``excluding`` the one being moved), take the quota, write the Appointment."""
     where = _where(ctx, slot)
     check(
         check_booking(
@@ -428,13 +424,13 @@ def book_appointment(
             channel=channel,
             slot=model.slot_view(slot, ctx.tz),
             practitioner=where.practitioner_key,
-            bookings=_patient_bookings(ctx, patient_id),
+            bookings=_patient_bookings(ctx, patient_id, excluding=excluding),
             now=ctx.now,
             tz=ctx.tz,
         )
     )
     _, taken = _take(ctx, slot, channel)
-    appointment = ctx.write(
+    return ctx.write(
         "Appointment",
         model.new_appointment(
             slot=slot,
@@ -446,6 +442,20 @@ def book_appointment(
             created=model.iso(ctx.now),
         ),
     )
+
+
+def book_appointment(
+    ctx: SchedulingContext, slot_id: str, patient_id: str, channel: str | None
+) -> dict[str, Any]:
+    """Book ``patient_id`` into a slot; returns the Appointment (status booked)."""
+    ctx.guard.operation_scope("Appointment/$book")
+    channel = channel or _default_channel(ctx)
+    peek = _read_slot(ctx, slot_id, lock=False)
+    _refuse_if_full(ctx, peek)
+    slot_org = model.owner_of(peek)
+    patient = _patient_for(ctx, patient_id, slot_org)  # locks the patient first
+    slot = _read_slot(ctx, slot_id, lock=True)
+    appointment = _book_into(ctx, slot, patient_id, channel)
     ctx.notify(
         patient,
         "appointment-booked",
@@ -469,11 +479,15 @@ def _read_slot(ctx: SchedulingContext, slot_id: str, *, lock: bool) -> dict[str,
         ) from None
 
 
-def appointment_for(ctx: SchedulingContext, operation: str, appointment_id: str) -> dict[str, Any]:
-    """The Appointment an operation acts on, locked, if the actor may see it (404 otherwise)."""
+def appointment_for(
+    ctx: SchedulingContext, operation: str, appointment_id: str, *, lock: bool = True
+) -> dict[str, Any]:
+    """The Appointment an operation acts on (locked unless ``lock`` is False), if the actor may
+    see it (404 otherwise)."""
     scope = ctx.guard.operation_scope(operation)
+    read = ctx.repo.read_for_update if lock else ctx.repo.read
     try:
-        appt = ctx.repo.read_for_update("Appointment", appointment_id)
+        appt = read("Appointment", appointment_id)
     except outcomes.OperationOutcomeError:
         raise outcomes.not_found(f"Appointment/{appointment_id} is not known") from None
     if not ctx.guard.can_see(appt, scope):
@@ -515,13 +529,8 @@ def reschedule_appointment(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Move a booking to another slot as one step: the old slot is released only if the new
     one is taken. Returns (new appointment, cancelled old one)."""
-    scope = ctx.guard.operation_scope("Appointment/$reschedule")
-    try:
-        peek = ctx.repo.read("Appointment", appointment_id)
-    except outcomes.OperationOutcomeError:
-        raise outcomes.not_found(f"Appointment/{appointment_id} is not known") from None
-    if not ctx.guard.can_see(peek, scope):
-        raise outcomes.not_found(f"Appointment/{appointment_id} is not known")
+    # Unlocked first: the patient's row must be locked before the appointment's.
+    peek = appointment_for(ctx, "Appointment/$reschedule", appointment_id, lock=False)
     patient_id = model.patient_of(peek)
     if patient_id is None:
         raise refuse(
@@ -554,33 +563,8 @@ def reschedule_appointment(
     for sid in sorted(s for s in (old_slot_id, new_slot_id) if s):
         ctx.repo.read_for_update("Slot", sid)
     new_slot = _read_slot(ctx, new_slot_id, lock=True)
-    where = _where(ctx, new_slot)
     channel = str(model.ext_value(appt, model.CHANNEL, "valueCode") or _default_channel(ctx))
-    check(
-        check_booking(
-            ctx.policy,
-            booker=_booker(ctx, where.organization),
-            channel=channel,
-            slot=model.slot_view(new_slot, ctx.tz),
-            practitioner=where.practitioner_key,
-            bookings=_patient_bookings(ctx, patient_id, excluding=appointment_id),
-            now=ctx.now,
-            tz=ctx.tz,
-        )
-    )
-    _, taken = _take(ctx, new_slot, channel)
-    new = ctx.write(
-        "Appointment",
-        model.new_appointment(
-            slot=new_slot,
-            patient_id=patient_id,
-            actors=where.actors,
-            channel=channel,
-            quota=taken,
-            booked_by=ctx.guard.actor.agent,
-            created=model.iso(ctx.now),
-        ),
-    )
+    new = _book_into(ctx, new_slot, patient_id, channel, excluding=appointment_id)
     old = _cancel(ctx, appt, f"改约至 Appointment/{new['id']} / rescheduled")
     ctx.notify(
         patient,

@@ -127,13 +127,7 @@ def check_in(ctx: SchedulingContext, appointment_id: str) -> QueueState:
 
 def queue_state(ctx: SchedulingContext, appointment_id: str) -> QueueState:
     """Where a checked-in patient stands in their doctor's queue."""
-    scope = ctx.guard.operation_scope("Appointment/$queue")
-    try:
-        appt = ctx.repo.read("Appointment", appointment_id)
-    except outcomes.OperationOutcomeError:
-        raise outcomes.not_found(f"Appointment/{appointment_id} is not known") from None
-    if not ctx.guard.can_see(appt, scope):
-        raise outcomes.not_found(f"Appointment/{appointment_id} is not known")
+    appt = appointment_for(ctx, "Appointment/$queue", appointment_id, lock=False)
     number = model.ext_value(appt, model.QUEUE_NUMBER, "valuePositiveInt")
     called = bool(model.ext(appt, model.CALLED))
     position = None
