@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from carenet.access import oauth_errors
-from carenet.access.accounts import get_account
 from carenet.access.grants import grant_applies
-from carenet.access.guardians import acting_for
+from carenet.access.guardians import active_wards
 from carenet.access.oauth_tokens import Principal
 from carenet.access.permissions import STAFF_ROLES
 from carenet.fhir import outcomes
@@ -56,11 +55,14 @@ def resolve_actor(
         return Actor("system", agent, acting_organization=org)
     role = principal.account_role or "anonymous"
     if role == "patient":
-        refs = (
-            [principal.launch_patient]
-            if principal.launch_patient
-            else acting_for(conn, principal.account_id)
-        )
+        if principal.launch_patient:
+            refs = [principal.launch_patient]
+        else:
+            # The account row came with the token (one statement); only wards need a query.
+            own = principal.fhir_user if principal.real_name_verified else None
+            refs = [own] if own else []
+            if principal.has_wards:
+                refs += [r for r in active_wards(conn, principal.account_id) if r != own]
         return Actor(
             "patient", agent, patients=frozenset(i for r in refs if (i := _id(r, "Patient")))
         )
@@ -99,8 +101,7 @@ def resolve_actor(
             break_glass=reason,
         )
     if role == "institution_admin":
-        account = get_account(conn, principal.account_id)
-        org = _id(account.organization_ref, "Organization")
+        org = _id(principal.organization_ref, "Organization")
         orgs = frozenset({org}) if org else frozenset()
         return Actor(role, agent, organizations=orgs, acting_organization=org)
     if role in ("regional_admin", "regulator"):

@@ -273,6 +273,12 @@ def acting_for(conn: Connection, account_id: str, *, clock: Clock = now_ms) -> l
         return refs
     if row.real_name_verified_at is not None and row.fhir_ref:
         refs.append(row.fhir_ref)
+    refs.extend(r for r in active_wards(conn, account_id, clock=clock) if r not in refs)
+    return refs
+
+
+def active_wards(conn: Connection, account_id: str, *, clock: Clock = now_ms) -> list[str]:
+    """The Patient references of an account's wards: active guardianships not yet ended."""
     now = clock()
     wards = conn.execute(
         select(guardianships.c.patient_id)
@@ -283,5 +289,4 @@ def acting_for(conn: Connection, account_id: str, *, clock: Clock = now_ms) -> l
         )
         .order_by(guardianships.c.created, guardianships.c.patient_id)
     ).scalars()
-    refs.extend(f"Patient/{p}" for p in wards if f"Patient/{p}" not in refs)
-    return refs
+    return [f"Patient/{p}" for p in wards]
