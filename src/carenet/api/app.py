@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
 from enum import Enum
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlencode
 
+import anyio.to_thread
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from carenet import FHIR_VERSION, __version__
@@ -36,7 +39,7 @@ from carenet.fhir import outcomes
 from carenet.fhir.jsonparse import parse_json
 from carenet.fhir.outcomes import OperationOutcomeError
 from carenet.store.repository import Repository
-from carenet.store.uow import Store
+from carenet.store.uow import Store, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +71,64 @@ def outcome_response(err: OperationOutcomeError) -> FhirJSONResponse:
     return FhirJSONResponse(err.to_outcome(), status_code=err.status, headers=err.headers or None)
 
 
+def _internal_error() -> FhirJSONResponse:
+    incident = uuid.uuid4().hex
+    log.exception("unexpected error", extra={"incident": incident})
+    return outcome_response(
+        OperationOutcomeError(
+            500, [outcomes.Issue("fatal", "exception", f"Internal error; incident {incident}")]
+        )
+    )
+
+
+class CareNetApp(FastAPI):
+    """FastAPI, with FHIR requests handed straight to their one handler.
+
+    Every request under /fhir ends in the same handler (``_handle``): the FastAPI routes
+    declared for them serve the OpenAPI description, not the dispatch. Going through
+    Starlette's middleware, FastAPI's route matching over every route of the portals and
+    dependency solving cost about a third of the server's CPU for a small request such as a
+    refused booking at release time (放号; py-spy, issue 4), so they are skipped here. The
+    SMART configuration under /fhir/.well-known belongs to the auth router and goes the
+    usual way."""
+
+    fhir_handler: Callable[[Request, str, bytes], Response] | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        handler = self.fhir_handler
+        if handler is None or not (path == "/fhir" or path.startswith("/fhir/")):
+            return await super().__call__(scope, receive, send)
+        rest = path[len("/fhir/") :]
+        if rest.startswith(".well-known/"):
+            return await super().__call__(scope, receive, send)
+        scope["app"] = self
+        request = Request(scope, receive)
+        try:
+            body = await request.body()
+            response = await run_in_threadpool(handler, request, rest.strip("/"), body)
+        except Exception:  # noqa: BLE001 - any bug is a 500 OperationOutcome, never a traceback
+            response = _internal_error()
+        await response(scope, receive, send)
+
+
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The threads that run requests (CARENET_REQUEST_THREADS): the default limiter of the
+        # server's event loop, which Starlette's run_in_threadpool uses.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
+        yield
+
+    return lifespan
+
+
 def create_app(
     settings: Settings, store: Store, *, clock: Callable[[], datetime] | None = None
 ) -> FastAPI:
     """The app on a store; ``clock`` (aware datetimes) replaces the wall clock for the
     operations' rules (tests of release times and cut-offs)."""
-    app = FastAPI(
+    app = CareNetApp(
         title="CareNet FHIR R4 API",
         version=__version__,
         description=(
@@ -83,6 +138,7 @@ def create_app(
         ),
         docs_url="/docs",
         openapi_url="/openapi.json",
+        lifespan=_lifespan(settings),
     )
     app.state.settings = settings
     app.state.store = store
@@ -104,13 +160,7 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:
-        incident = uuid.uuid4().hex
-        log.exception("unexpected error", extra={"incident": incident})
-        return outcome_response(
-            OperationOutcomeError(
-                500, [outcomes.Issue("fatal", "exception", f"Internal error; incident {incident}")]
-            )
-        )
+        return _internal_error()
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -136,6 +186,7 @@ def create_app(
         return _handle(settings, store, request, path, body, authenticate, services)
 
     _register_fhir_routes(app, handle)
+    app.fhir_handler = handle
     return app
 
 
@@ -143,8 +194,6 @@ def _register_fhir_routes(app: FastAPI, handle: Any) -> None:
     """Explicit routes (for readable OpenAPI docs), all served by the same handler."""
 
     async def run(request: Request, path: str) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
         body = await request.body()
         return await run_in_threadpool(handle, request, path, body)
 
@@ -293,6 +342,7 @@ def _handle(
     params = parse_qsl(request.url.query, keep_blank_values=True)
     pretty = any(k == "_pretty" and v == "true" for k, v in params)
     trail: Trail | None = None
+    parsed: Any = None
     try:
         _negotiate(request, params)
         method = request.method.upper()
@@ -320,7 +370,8 @@ def _handle(
         identify = None if authenticate is None else lambda conn: authenticate(request, conn)
         resp = _run(store, req, settings.audit_chains, identify)
     except OperationOutcomeError as err:
-        _record_refusal(store, request, path, params, err, settings.audit_chains, trail)
+        if trail is None or not trail.refusal_recorded:
+            _record_refusal(store, request, path, params, err, settings.audit_chains, trail, parsed)
         return outcome_response(err)
     return FhirJSONResponse(resp.body, status_code=resp.status, headers=resp.headers, pretty=pretty)
 
@@ -339,20 +390,19 @@ def _run(
         req.trail.records.clear()
         try:
             with store.unit_of_work() as uow:
-                if identify is not None:
-                    _identify(req, identify(uow.repo.conn))
-                actor = resolve_actor(
-                    uow.repo.conn,
-                    uow.repo,
-                    req.principal,
-                    acting_organization=req.acting_organization,
-                    break_glass=req.break_glass,
-                )
-                req.trail.who = replace(req.trail.who, role=req.trail.who.role or actor.role)
-                if actor.break_glass:
-                    # Flagged for the regulator's review: who broke the glass, why, from where.
-                    req.trail.add("break-glass", refs=[req.path], purpose=actor.break_glass)
-                resp = execute(cast(Repository, GuardedRepository(uow.repo, actor)), req)
+                try:
+                    resp = _execute_as_actor(uow, req, identify)
+                except OperationOutcomeError as err:
+                    if uow.changed():
+                        raise  # rolled back; _handle audits it in a transaction of its own
+                    # Refused before writing anything (a full slot at release time, a bad
+                    # token, a search the actor may not run): the refusal's audit event is
+                    # committed in this same transaction, saving a second one per refusal.
+                    _refusal_record(req.trail, req.method, req.path, req.params, err, req.body)
+                    append_many(uow.repo.conn, req.trail.records, chains=chains)
+                    uow.commit()
+                    req.trail.refusal_recorded = True
+                    raise
                 uow.repo.flush()
                 # Last, so that the chain head is locked only for the commit itself.
                 append_many(uow.repo.conn, req.trail.records, chains=chains)
@@ -369,6 +419,26 @@ def _run(
                 ) from exc
             raise
     raise AssertionError("unreachable")
+
+
+def _execute_as_actor(
+    uow: UnitOfWork, req: FhirRequest, identify: Callable[[Connection], Principal | None] | None
+) -> FhirResponse:
+    assert req.trail is not None
+    if identify is not None:
+        _identify(req, identify(uow.repo.conn))
+    actor = resolve_actor(
+        uow.repo.conn,
+        uow.repo,
+        req.principal,
+        acting_organization=req.acting_organization,
+        break_glass=req.break_glass,
+    )
+    req.trail.who = replace(req.trail.who, role=req.trail.who.role or actor.role)
+    if actor.break_glass:
+        # Flagged for the regulator's review: who broke the glass, why, from where.
+        req.trail.add("break-glass", refs=[req.path], purpose=actor.break_glass)
+    return execute(cast(Repository, GuardedRepository(uow.repo, actor)), req)
 
 
 def _identify(req: FhirRequest, principal: Principal | None) -> None:
@@ -435,25 +505,38 @@ def _record_refusal(
     err: OperationOutcomeError,
     chains: int,
     trail: Trail | None,
+    body: Any = None,
 ) -> None:
     """A refused request is audited too, in a transaction of its own (the action's rolled back)."""
     if trail is None:
         trail = Trail(Who(source_address=request.client.host if request.client else None))
-    parts = [p for p in path.split("/") if p]
-    ref = "/".join(parts[:2]) if len(parts) >= 2 and not parts[1].startswith("_") else None
-    trail.records.clear()
-    trail.add(
-        interaction_of(request.method.upper(), path, None) or "operation",
-        refs=[ref] if ref else None,
-        query=urlencode(params) or None,
-        outcome=OUTCOME_SERIOUS_FAILURE if err.status >= 500 else OUTCOME_MINOR_FAILURE,
-        detail={"status": err.status, "codes": [i.details_code or i.code for i in err.issues][:10]},
-    )
+    _refusal_record(trail, request.method.upper(), path, params, err, body)
     try:
         with store.engine.begin() as conn:
             append_many(conn, trail.records, chains=chains)
     except DBAPIError:
         log.exception("could not audit a refused request")
+
+
+def _refusal_record(
+    trail: Trail,
+    method: str,
+    path: str,
+    params: list[tuple[str, str]],
+    err: OperationOutcomeError,
+    body: Any = None,
+) -> None:
+    """The trail's one record of a refusal (whatever it had gathered before is dropped)."""
+    parts = [p for p in path.split("/") if p]
+    ref = "/".join(parts[:2]) if len(parts) >= 2 and not parts[1].startswith("_") else None
+    trail.records.clear()
+    trail.add(
+        interaction_of(method, path, body) or "operation",
+        refs=[ref] if ref else None,
+        query=urlencode(params) or None,
+        outcome=OUTCOME_SERIOUS_FAILURE if err.status >= 500 else OUTCOME_MINOR_FAILURE,
+        detail={"status": err.status, "codes": [i.details_code or i.code for i in err.issues][:10]},
+    )
 
 
 def _is_retryable(exc: DBAPIError) -> bool:

@@ -40,6 +40,9 @@ class Who:
 class Trail:
     who: Who = field(default_factory=Who)
     records: list[AuditRecord] = field(default_factory=list)
+    # The request was refused and its refusal's audit event already committed (in the request's
+    # own transaction, which had written nothing): the caller must not record it again.
+    refusal_recorded: bool = False
 
     def add(
         self,

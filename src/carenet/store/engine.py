@@ -16,7 +16,29 @@ def normalise_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
+# Statements that change nothing: a transaction that sent only these may be committed with an
+# audit event of a refusal instead of being rolled back (``UnitOfWork.changed``).
+_READ_ONLY = ("SELECT", "BEGIN", "SAVEPOINT", "RELEASE", ";")
+WROTE = "carenet_wrote"  # key in the DBAPI connection's info: a write was sent
+
+
+def _track(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    if not statement.startswith(_READ_ONLY):
+        conn.info[WROTE] = True
+
+
+def track_writes(engine: Engine) -> Engine:
+    """Note on each connection whether a write was sent (idempotent; every Store does it)."""
+    if not event.contains(engine, "before_cursor_execute", _track):
+        event.listen(engine, "before_cursor_execute", _track)
+    return engine
+
+
 def build_engine(url: str, **kwargs: Any) -> Engine:
+    return track_writes(_build(url, **kwargs))
+
+
+def _build(url: str, **kwargs: Any) -> Engine:
     url = normalise_url(url)
     backend = make_url(url).get_backend_name()
     # A database error's text would otherwise carry the statement's parameters (a search value,

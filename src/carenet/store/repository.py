@@ -22,7 +22,7 @@ from typing import Any
 import jsonpatch
 import orjson
 from psycopg.types.json import Json
-from sqlalchemy import Connection, and_, func, insert, select, text, update
+from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from carenet.fhir import outcomes
@@ -70,6 +70,27 @@ class HistoryEntry:
 class HistoryPage:
     entries: list[HistoryEntry]
     total: int
+
+
+# The statement of every read by id, built once (building it was a tenth of a read's CPU).
+_CURRENT_ROW = select(resources.c.version, resources.c.deleted, resources.c.content).where(
+    resources.c.res_type == bindparam("t"), resources.c.res_id == bindparam("i")
+)
+_CURRENT_ROW_FOR_UPDATE = _CURRENT_ROW.with_for_update()
+_WRITE_VERSION = (
+    update(resources)
+    .where(
+        resources.c.res_type == bindparam("t"),
+        resources.c.res_id == bindparam("i"),
+        resources.c.version == bindparam("prev"),
+    )
+    .values(
+        version=bindparam("version"),
+        last_updated=bindparam("last_updated"),
+        deleted=bindparam("deleted"),
+        content=bindparam("content"),
+    )
+)
 
 
 class Repository:
@@ -139,6 +160,9 @@ class Repository:
         if parts:
             self.conn.exec_driver_sql("WITH " + ", ".join(parts) + " SELECT 1", tuple(params))
 
+    def has_buffered(self) -> bool:
+        return bool(self._buffer)
+
     def discard_buffer(self) -> None:
         self._buffer.clear()
         self._buffered_keys.clear()
@@ -184,12 +208,8 @@ class Repository:
     def _current_row(self, res_type: str, res_id: str, *, lock: bool = False) -> Any:
         if (res_type, res_id) in self._buffered_keys:
             self.flush()
-        q = select(resources.c.version, resources.c.deleted, resources.c.content).where(
-            resources.c.res_type == res_type, resources.c.res_id == res_id
-        )
-        if lock and self.is_postgres:
-            q = q.with_for_update()
-        return self.conn.execute(q).first()
+        q = _CURRENT_ROW_FOR_UPDATE if lock and self.is_postgres else _CURRENT_ROW
+        return self.conn.execute(q, {"t": res_type, "i": res_id}).first()
 
     def _write_new(
         self, res_type: str, res_id: str, resource: dict[str, Any], method: str
@@ -237,15 +257,16 @@ class Repository:
         stored = self._stamp(resource, res_id, version, ms) if resource is not None else None
         content = self._content(stored) if stored is not None else None
         result = self.conn.execute(
-            update(resources)
-            .where(
-                and_(
-                    resources.c.res_type == res_type,
-                    resources.c.res_id == res_id,
-                    resources.c.version == version - 1,
-                )
-            )
-            .values(version=version, last_updated=ms, deleted=stored is None, content=content)
+            _WRITE_VERSION,
+            {
+                "t": res_type,
+                "i": res_id,
+                "prev": version - 1,
+                "version": version,
+                "last_updated": ms,
+                "deleted": stored is None,
+                "content": content,
+            },
         )
         if result.rowcount != 1:
             # Someone else wrote a version between our read and our write (SQLite cannot lock

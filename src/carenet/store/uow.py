@@ -6,6 +6,7 @@ from types import TracebackType
 
 from sqlalchemy import Connection, Engine
 
+from carenet.store.engine import WROTE, track_writes
 from carenet.store.protection import ResourceProtection
 from carenet.store.repository import Repository
 
@@ -21,8 +22,16 @@ class UnitOfWork:
     def __enter__(self) -> UnitOfWork:
         self._conn = self.store.engine.connect()
         self._conn.begin()
+        self._conn.info[WROTE] = False
         self.repo = self.store.repository(self._conn)
         return self
+
+    def changed(self) -> bool:
+        """Whether this transaction has written anything so far: a statement other than a read
+        was sent, or rows wait in the repository's buffer. False means committing it now
+        stores nothing but what is added from here on (a refusal's audit event)."""
+        assert self._conn is not None
+        return bool(self._conn.info.get(WROTE, True)) or self.repo.has_buffered()
 
     def commit(self) -> None:
         assert self._conn is not None
@@ -64,7 +73,7 @@ class Store:
         default_count: int = 20,
         max_count: int = 1000,
     ) -> None:
-        self.engine = engine
+        self.engine = track_writes(engine)
         self.protection = protection
         self.source = source
         self.tz = tz

@@ -146,3 +146,33 @@ def test_the_chain_verifies_after_a_mix_of_requests(client, settings):
         store.engine.dispose()
     assert report.ok, report.problems
     assert report.events == 1 + 15  # the client's token grant, then the requests
+
+
+def test_a_transaction_refused_after_writing_is_rolled_back_and_audited_once(
+    client, audit_log, store_counts
+):
+    # The first entry updates a patient (a write sent to the database), the last one fails its
+    # version check: the refusal must not commit the first entry together with its audit event.
+    p = _patient(client)
+    before = store_counts()
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {**p, "active": True},
+                "request": {"method": "PUT", "url": f"Patient/{p['id']}"},
+            },
+            {
+                "resource": {**p, "active": False},
+                "request": {"method": "PUT", "url": f"Patient/{p['id']}", "ifMatch": 'W/"9"'},
+            },
+        ],
+    }
+    r = client.post(FHIR, json=bundle)
+    assert r.status_code in (409, 412), r.text
+    assert client.get(f"{FHIR}/Patient/{p['id']}").json()["meta"]["versionId"] == "1"
+    assert store_counts() == before
+    events = _actions(audit_log)
+    # After the patient's creation: the refusal's one event, then the read's; nothing else.
+    assert [(e["subtype"], e["outcome"]) for e in events[1:]] == [("transaction", 4), ("read", 0)]
