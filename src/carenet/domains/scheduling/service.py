@@ -265,33 +265,29 @@ def _patient_bookings(
     ctx: SchedulingContext, patient_id: str, *, excluding: str | None = None
 ) -> PatientBookings:
     ref = f"Patient/{patient_id}"
-    future = [
-        a
-        for a in search_all(
-            ctx.repo,
-            "Appointment",
-            [
-                ("patient", ref),
-                ("status", ",".join(sorted(ACTIVE_STATUSES))),
-                ("date", f"ge{ctx.now.isoformat()}"),
-            ],
-        )
-        if a.get("id") != excluding
-    ]
     since = ctx.now - timedelta(days=ctx.policy.noshow_window_days)
-    noshows = search_all(
+    # One search for both rules (the future bookings, the recent no-shows), split here.
+    found = search_all(
         ctx.repo,
         "Appointment",
-        [("patient", ref), ("status", "noshow"), ("date", f"ge{since.isoformat()}")],
-    )
-    return PatientBookings(
-        future=[
-            (dt, practitioner_key(a))
-            for a in future
-            if (dt := model.parse_dt(a.get("start"), ctx.tz)) is not None
+        [
+            ("patient", ref),
+            ("status", ",".join(sorted({*ACTIVE_STATUSES, "noshow"}))),
+            ("date", f"ge{min(since, ctx.now).isoformat()}"),
         ],
-        noshows=[dt for a in noshows if (dt := model.parse_dt(a.get("start"), ctx.tz)) is not None],
     )
+    future: list[tuple[datetime, str]] = []
+    noshows: list[datetime] = []
+    for a in found:
+        start = model.parse_dt(a.get("start"), ctx.tz)
+        if start is None or a.get("id") == excluding:
+            continue
+        if a.get("status") == "noshow":
+            if start >= since:
+                noshows.append(start)
+        elif start >= ctx.now:
+            future.append((start, practitioner_key(a)))
+    return PatientBookings(future=future, noshows=noshows)
 
 
 @dataclass(frozen=True)
