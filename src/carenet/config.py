@@ -28,11 +28,12 @@ class Settings(BaseSettings):
     search_max_count: Annotated[int, Field(ge=1)] = 1000
     # Largest request body accepted, in bytes (a transaction Bundle of a few thousand entries).
     max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
-    # Threads per server process running requests (each holds a database connection while it
-    # works). Python runs one thread at a time, so more threads than the database can keep
-    # busy only queue for the interpreter lock; Starlette's default of 40 made the booking
-    # storm slower (bench.booking, docs/scheduling.md).
-    request_threads: Annotated[int, Field(ge=1, le=200)] = 40
+    # Threads per server process running FHIR requests (each holds a database connection while
+    # it works). Python runs one thread at a time, so threads beyond what keeps the process
+    # busy while others wait for the database only queue for the interpreter lock: at a
+    # release-time storm 2 handled 369 requests/s, 8 216, Starlette's 40 about 190
+    # (bench.booking, docs/scheduling.md). A long search holds one thread meanwhile.
+    request_threads: Annotated[int, Field(ge=1, le=200)] = 4
     log_level: str = "INFO"
     # Root of all server-side keys (private signing keys, field encryption, keyed hashes).
     # The default is usable only in development, demo and test; production refuses it.
