@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 
@@ -56,11 +58,10 @@ def _build(url: str, **kwargs: Any) -> Engine:
         kwargs.setdefault("pool_size", 20)
         kwargs.setdefault("max_overflow", 20)
         kwargs.setdefault("pool_pre_ping", True)
-        # psycopg prepares a statement on its 5th run, and PostgreSQL may then switch to a
-        # generic plan chosen while the tables were small or unanalysed; for search queries
-        # over skewed index tables that plan can be thousands of times slower. Always plan
-        # with the actual values.
-        kwargs.setdefault("connect_args", {"options": "-c plan_cache_mode=force_custom_plan"})
+        # psycopg prepares a statement on its 5th run, and PostgreSQL may then plan it once
+        # for any values (a generic plan). That is what a read by id, the token lookup or the
+        # audit append want: re-planning them on every run cost PostgreSQL a third of its CPU
+        # per refused booking at release time. Searches must not get one (``value_plans``).
         return create_engine(url, **kwargs)
     raise ValueError(f"unsupported database backend {backend!r}: use sqlite or postgresql")
 
@@ -82,6 +83,24 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def value_plans(conn: Connection) -> Iterator[None]:
+    """Statements sent inside are planned with their actual values every time: psycopg does
+    not prepare them, so PostgreSQL never reuses a generic plan for them. For searches over the
+    skewed index tables (a code held by half the rows, or by one), where a plan chosen without
+    the values, or while the tables were small, can be thousands of times slower."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    raw: Any = conn.connection.driver_connection
+    before = raw.prepare_threshold
+    raw.prepare_threshold = None
+    try:
+        yield
+    finally:
+        raw.prepare_threshold = before
 
 
 def is_postgres(engine: Engine) -> bool:

@@ -30,6 +30,7 @@ from carenet.fhir.outcomes import OperationOutcomeError
 from carenet.fhir.validation import assert_valid
 from carenet.store import indexer
 from carenet.store import search as search_mod
+from carenet.store.engine import value_plans
 from carenet.store.protection import ResourceProtection
 from carenet.store.schema import metadata, resource_history, resources
 
@@ -453,17 +454,18 @@ class Repository:
     ) -> search_mod.SearchResult:
         """A FHIR search; ``visible`` restricts every part of it to what the caller may see."""
         self.flush()
-        return search_mod.search(
-            self.conn,
-            res_type,
-            params,
-            strict=strict,
-            tz=self.tz,
-            default_count=self.default_count,
-            max_count=self.max_count,
-            visible=visible,
-            protection=self.protection,
-        )
+        with value_plans(self.conn):
+            return search_mod.search(
+                self.conn,
+                res_type,
+                params,
+                strict=strict,
+                tz=self.tz,
+                default_count=self.default_count,
+                max_count=self.max_count,
+                visible=visible,
+                protection=self.protection,
+            )
 
     def find(
         self,
@@ -514,21 +516,22 @@ class Repository:
             conds.append(resource_history.c.last_updated >= since)
         if until is not None:
             conds.append(resource_history.c.last_updated <= until)
-        total = self.conn.execute(
-            select(func.count()).select_from(resource_history).where(*conds)
-        ).scalar_one()
         limit = min(count if count is not None else self.default_count, self.max_count)
-        rows = self.conn.execute(
-            select(resource_history)
-            .where(*conds)
-            .order_by(
-                resource_history.c.last_updated.desc(),
-                resource_history.c.version.desc(),
-                resource_history.c.res_id,
-            )
-            .limit(limit)
-            .offset(offset)
-        ).all()
+        with value_plans(self.conn):  # _since ranges: the plan depends on the instant
+            total = self.conn.execute(
+                select(func.count()).select_from(resource_history).where(*conds)
+            ).scalar_one()
+            rows = self.conn.execute(
+                select(resource_history)
+                .where(*conds)
+                .order_by(
+                    resource_history.c.last_updated.desc(),
+                    resource_history.c.version.desc(),
+                    resource_history.c.res_id,
+                )
+                .limit(limit)
+                .offset(offset)
+            ).all()
         entries = [
             HistoryEntry(
                 r.res_type,
