@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
 from enum import Enum
@@ -25,6 +26,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from carenet import FHIR_VERSION, __version__
 from carenet.access.actor import resolve_actor
@@ -112,6 +114,8 @@ class CareNetApp(FastAPI):
             response = await asyncio.get_running_loop().run_in_executor(
                 self.fhir_executor, handler, request, rest.strip("/"), body
             )
+        except ClientDisconnect:
+            return None  # the client went away before its body arrived: no one to answer
         except Exception:  # noqa: BLE001 - any bug is a 500 OperationOutcome, never a traceback
             response = _internal_error()
         await response(scope, receive, send)
@@ -122,7 +126,15 @@ def create_app(
 ) -> FastAPI:
     """The app on a store; ``clock`` (aware datetimes) replaces the wall clock for the
     operations' rules (tests of release times and cut-offs)."""
+    executor = ThreadPoolExecutor(max_workers=settings.request_threads, thread_name_prefix="fhir")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        executor.shutdown(wait=False, cancel_futures=True)
+
     app = CareNetApp(
+        lifespan=lifespan,
         title="CareNet FHIR R4 API",
         version=__version__,
         description=(
@@ -180,9 +192,7 @@ def create_app(
 
     _register_fhir_routes(app, handle)
     app.fhir_handler = handle
-    app.fhir_executor = ThreadPoolExecutor(
-        max_workers=settings.request_threads, thread_name_prefix="fhir"
-    )
+    app.fhir_executor = executor
     return app
 
 
@@ -389,15 +399,13 @@ def _run(
                 try:
                     resp = _execute_as_actor(uow, req, identify)
                 except OperationOutcomeError as err:
-                    if uow.changed():
-                        raise  # rolled back; _handle audits it in a transaction of its own
                     # Refused before writing anything (a full slot at release time, a bad
                     # token, a search the actor may not run): the refusal's audit event is
                     # committed in this same transaction, saving a second one per refusal.
-                    _refusal_record(req.trail, req.method, req.path, req.params, err, req.body)
-                    append_many(uow.repo.conn, req.trail.records, chains=chains)
-                    uow.commit()
-                    req.trail.refusal_recorded = True
+                    # Otherwise (or if that fails) the transaction is rolled back and _handle
+                    # audits the refusal in a transaction of its own.
+                    if not uow.changed():
+                        req.trail.refusal_recorded = _commit_refusal(uow, req, err, chains)
                     raise
                 uow.repo.flush()
                 # Last, so that the chain head is locked only for the commit itself.
@@ -415,6 +423,22 @@ def _run(
                 ) from exc
             raise
     raise AssertionError("unreachable")
+
+
+def _commit_refusal(
+    uow: UnitOfWork, req: FhirRequest, err: OperationOutcomeError, chains: int
+) -> bool:
+    """Append the refusal's audit event and commit; False (logged) if the database refused,
+    so that the caller audits it the other way and the client still gets the real refusal."""
+    assert req.trail is not None
+    try:
+        _refusal_record(req.trail, req.method, req.path, req.params, err, req.body)
+        append_many(uow.repo.conn, req.trail.records, chains=chains)
+        uow.commit()
+    except DBAPIError:
+        log.warning("could not audit a refusal in its own transaction; auditing it separately")
+        return False
+    return True
 
 
 def _execute_as_actor(

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from carenet import audit
 from carenet.fhir import outcomes
 from carenet.fhir.dates import parse_interval_ms
+from carenet.store.engine import value_plans
 
 SEARCH_PARAMS = {
     "patient",
@@ -119,8 +120,9 @@ def search(
             if row is not None and (patients is None or row["patient"] in patients):
                 entries.append(audit.to_fhir(row, source=source))
         return _bundle(entries, len(entries), base, params, None, issues)
-    rows = audit.query(conn, limit=count, offset=offset, **criteria)
-    total = audit.count(conn, **criteria)
+    with value_plans(conn):  # time ranges over the whole chain: plan with the values
+        rows = audit.query(conn, limit=count, offset=offset, **criteria)
+        total = audit.count(conn, **criteria)
     nxt = offset + count if offset + count < total else None
     return _bundle(
         [audit.to_fhir(r, source=source) for r in rows], total, base, params, nxt, issues

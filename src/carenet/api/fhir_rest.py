@@ -275,6 +275,8 @@ def _execute(repo: Repository, req: FhirRequest) -> FhirResponse:
 
         return FhirResponse(200, capability_statement(req.base))
     if head == "_history" and len(parts) == 1:
+        if m != "GET":
+            raise outcomes.method_not_allowed("history is read-only")
         return _history(repo, req, None, None)
     if head == "_search" and len(parts) == 1 and m == "POST":
         return _search(repo, req, None)

@@ -19,8 +19,11 @@ def normalise_url(url: str) -> str:
 
 
 # Statements that change nothing: a transaction that sent only these may be committed with an
-# audit event of a refusal instead of being rolled back (``UnitOfWork.changed``).
-_READ_ONLY = ("SELECT", "BEGIN", "SAVEPOINT", "RELEASE", ";")
+# audit event of a refusal instead of being rolled back (``UnitOfWork.changed``). Only prefixes
+# of statements this code base sends and that never write belong here (SELECT ... FOR UPDATE
+# and pg_advisory_xact_lock lock, and commit releases them as rollback would); anything else,
+# including what starts with WITH, counts as a write, which at worst costs a second transaction.
+_READ_ONLY = ("SELECT", "BEGIN", "SAVEPOINT", "RELEASE")
 WROTE = "carenet_wrote"  # key in the DBAPI connection's info: a write was sent
 
 

@@ -176,3 +176,36 @@ def test_a_transaction_refused_after_writing_is_rolled_back_and_audited_once(
     events = _actions(audit_log)
     # After the patient's creation: the refusal's one event, then the read's; nothing else.
     assert [(e["subtype"], e["outcome"]) for e in events[1:]] == [("transaction", 4), ("read", 0)]
+
+
+def test_when_the_refusal_cannot_be_committed_in_place_it_is_audited_apart_and_still_refused(
+    client, audit_log, monkeypatch
+):
+    # A refusal's audit event normally commits in the request's own transaction; if the
+    # database refuses that, the client must still get the real refusal (not a 500) and the
+    # event must still be written, in a transaction of its own.
+    from sqlalchemy.exc import DBAPIError
+
+    import carenet.api.app as app_module
+
+    real = app_module.append_many
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise DBAPIError("INSERT INTO audit_events ...", {}, Exception("connection lost"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app_module, "append_many", flaky)
+    r = client.post(f"{FHIR}/Patient", json={"resourceType": "Patient", "gender": "boy"})
+    assert r.status_code == 400, r.text
+    assert calls["n"] == 2
+    (event,) = _actions(audit_log)
+    assert event["subtype"] == "create" and event["outcome"] == 4
+
+
+def test_system_history_is_read_only(client):
+    for method in ("POST", "PUT", "DELETE"):
+        r = client.request(method, f"{FHIR}/_history", content=b"{}")
+        assert r.status_code == 405, (method, r.text)

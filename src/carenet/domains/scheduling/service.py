@@ -278,14 +278,17 @@ def _patient_bookings(
     )
     future: list[tuple[datetime, str]] = []
     noshows: list[datetime] = []
+    # Instants are stored to the second: one starting within the current second is future, as
+    # the date search "ge now" would have it.
+    now = ctx.now.replace(microsecond=0)
     for a in found:
         start = model.parse_dt(a.get("start"), ctx.tz)
-        if start is None or a.get("id") == excluding:
+        if start is None:
             continue
         if a.get("status") == "noshow":
             if start >= since:
                 noshows.append(start)
-        elif start >= ctx.now:
+        elif start >= now and a.get("id") != excluding:
             future.append((start, practitioner_key(a)))
     return PatientBookings(future=future, noshows=noshows)
 
