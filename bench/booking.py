@@ -807,7 +807,9 @@ Target (issue 4): >= {TARGET["requests_per_s"]:.0f} requests/s and p99 < {TARGET
 
 - Date: {now()}
 - Machine: {machine()}
-- Server: {args.base_url}; database: {database_label(database_url)}
+- Server: {args.base_url}; database: {database_label(database_url)}; threads per server process
+  (CARENET_REQUEST_THREADS): {os.environ.get("CARENET_REQUEST_THREADS", "not set here (default 4)")}
+- Load generator: {args.client} (its own CPU: {statistics.median(r.client_cpu_ms for r in runs):.2f} ms per request, median)
 - Storm: {args.patients} real-name verified patients with their own token per run, each POSTing
   one `Appointment/$book` for one of {args.slots} single-place slots ({args.patients // args.slots} per
   slot), shuffled, {args.concurrency} in flight; new Schedule and patients each run

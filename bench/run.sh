@@ -10,6 +10,10 @@ PATIENTS=${PATIENTS:-500}
 RESOURCES=${RESOURCES:-100000}
 SAMPLES=${SAMPLES:-500}
 BOOKERS=${BOOKERS:-1000}  # bench.booking: patients storming BOOKERS/10 single-place slots
+# Threads per server process: 2 on this 2-core machine (one process per core; more only queue
+# for the interpreter lock: docs/fhir-server.md#serving). The product default is 4.
+THREADS=${THREADS:-2}
+export CARENET_REQUEST_THREADS=$THREADS  # the servers', and named in RESULTS.md by the benchmarks
 PG_ADMIN=${PG_ADMIN:-postgresql://postgres@127.0.0.1:5432/postgres}
 PG_DB=carenet_bench_$$
 PG_URL="${PG_ADMIN%/*}/$PG_DB"
