@@ -34,6 +34,8 @@ from carenet.store.search_conditions import (
     const,
     date_cond,
     in_index,
+    index_alias,
+    numbered_aliases,
     starts_with,
 )
 from carenet.store.search_values import or_values, parse_date
@@ -159,9 +161,9 @@ class SearchCompiler(TypeConditions):
             return None
         if p.type == "composite":
             t = (
-                INDEX_TABLES[p.components[0].type].alias()
+                index_alias(INDEX_TABLES[p.components[0].type].name)
                 if p.components
-                else INDEX_TABLES["token"].alias()
+                else index_alias(INDEX_TABLES["token"].name)
             )
             build_param = starts_with(t.c.param, p.code + "#")
             if rtype is None:
@@ -230,7 +232,7 @@ class SearchCompiler(TypeConditions):
         if not targets:
             self.ctx.unknown(name, f"Unknown chained parameter {chain_code!r} for {p.code!r}")
             return None
-        ref = INDEX_TABLES["reference"].alias()
+        ref = index_alias(INDEX_TABLES["reference"].name)
         per_type = []
         for tt in targets:
             inner = self.clause(
@@ -269,7 +271,7 @@ class SearchCompiler(TypeConditions):
         if rp is None or rp.type != "reference":
             self.ctx.unknown(name, f"{src_type} has no reference parameter {ref_code!r}")
             return None
-        ref = INDEX_TABLES["reference"].alias()
+        ref = index_alias(INDEX_TABLES["reference"].name)
         inner = self.clause(
             src_type, rest, value, literal(src_type), ref.c.res_id, top=False, depth=depth + 1
         )
@@ -305,7 +307,7 @@ class SearchCompiler(TypeConditions):
             if p is None or p.type in ("composite", "special") or not p.expression:
                 self.ctx.unknown("_sort", f"Cannot sort by {code!r}")
                 continue
-            t = INDEX_TABLES[p.type].alias()
+            t = index_alias(INDEX_TABLES[p.type].name)
             col_name = {
                 "string": "value",
                 "token": "code",
@@ -353,6 +355,13 @@ def compile_search(
 ) -> CompiledSearch:
     """The WHERE and ORDER BY of a search of ``res_type`` (None: all types); result and
     include parameters other than ``_sort``/``_type`` are left to the caller."""
+    with numbered_aliases():
+        return _compile_search(ctx, res_type, params)
+
+
+def _compile_search(
+    ctx: SearchContext, res_type: str | None, params: list[tuple[str, str]]
+) -> CompiledSearch:
     compiler = SearchCompiler(ctx)
     where: list[ColumnElement[bool]] = [resources.c.deleted == false()]
     if res_type is not None:
