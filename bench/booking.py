@@ -307,7 +307,9 @@ def seed_clinic(store: Any, ctx: Any) -> Clinic:
             ctx,
             role="institution_admin",
             login_name=f"bench-ia-{tag}",
-            password=secrets.token_urlsafe(16),
+            # Letters and digits always (the password rule); token_urlsafe alone sometimes
+            # has no digit, and the run then failed at seeding.
+            password=f"Bench{secrets.token_hex(12)}7",
             organization_ref=f"Organization/{org['id']}",
         )
         licence = uuid.uuid4().hex[:12]
