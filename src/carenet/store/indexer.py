@@ -519,10 +519,10 @@ def delete_rows(conn: Connection, keys: list[tuple[str, str]]) -> None:
 
 @cache
 def _delete_one_pg() -> Any:
-    names = sorted(t.name for t in INDEX_TABLES.values())
+    # The tables in the same order as the per-table path above (one lock order for both).
     parts = ", ".join(
-        f"d{n} AS (DELETE FROM {name} WHERE res_type = :t AND res_id = :i)"
-        for n, name in enumerate(names)
+        f"d{n} AS (DELETE FROM {t.name} WHERE res_type = :t AND res_id = :i)"
+        for n, t in enumerate(INDEX_TABLES.values())
     )
     return text(f"WITH {parts} SELECT 1")
 

@@ -161,9 +161,9 @@ class SearchCompiler(TypeConditions):
             return None
         if p.type == "composite":
             t = (
-                index_alias(INDEX_TABLES[p.components[0].type].name)
+                index_alias(INDEX_TABLES[p.components[0].type])
                 if p.components
-                else index_alias(INDEX_TABLES["token"].name)
+                else index_alias(INDEX_TABLES["token"])
             )
             build_param = starts_with(t.c.param, p.code + "#")
             if rtype is None:
@@ -232,7 +232,7 @@ class SearchCompiler(TypeConditions):
         if not targets:
             self.ctx.unknown(name, f"Unknown chained parameter {chain_code!r} for {p.code!r}")
             return None
-        ref = index_alias(INDEX_TABLES["reference"].name)
+        ref = index_alias(INDEX_TABLES["reference"])
         per_type = []
         for tt in targets:
             inner = self.clause(
@@ -271,7 +271,7 @@ class SearchCompiler(TypeConditions):
         if rp is None or rp.type != "reference":
             self.ctx.unknown(name, f"{src_type} has no reference parameter {ref_code!r}")
             return None
-        ref = index_alias(INDEX_TABLES["reference"].name)
+        ref = index_alias(INDEX_TABLES["reference"])
         inner = self.clause(
             src_type, rest, value, literal(src_type), ref.c.res_id, top=False, depth=depth + 1
         )
@@ -307,7 +307,7 @@ class SearchCompiler(TypeConditions):
             if p is None or p.type in ("composite", "special") or not p.expression:
                 self.ctx.unknown("_sort", f"Cannot sort by {code!r}")
                 continue
-            t = index_alias(INDEX_TABLES[p.type].name)
+            t = index_alias(INDEX_TABLES[p.type])
             col_name = {
                 "string": "value",
                 "token": "code",

@@ -19,6 +19,7 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     String,
+    Table,
     and_,
     bindparam,
     exists,
@@ -74,14 +75,14 @@ def _numbered(table_name: str, n: int) -> Any:
     return _TABLES[table_name].alias(f"q{n}_{table_name}")
 
 
-def index_alias(table_name: str) -> Any:
+def index_alias(table: Table) -> Any:
     """An alias of an index table for one condition (see ``numbered_aliases``)."""
     seq = _ALIAS_SEQ.get()
     if seq is None:
-        return _TABLES[table_name].alias()
+        return table.alias()
     n = seq[0]
     seq[0] += 1
-    return _numbered(table_name, n)
+    return _numbered(table.name, n)
 
 
 Visible = Callable[[str | None, ColumnElement[Any], ColumnElement[Any]], ColumnElement[bool] | None]
@@ -174,7 +175,7 @@ def in_index(
 ) -> ColumnElement[bool]:
     """id_col IN (res_ids of ``rtype`` having a row of ``param`` that satisfies ``build(t)``),
     or, ``correlated``, EXISTS such a row for this very resource."""
-    t = index_alias(table_name)
+    t = index_alias(_TABLES[table_name])
     conds: list[ColumnElement[bool]] = [t.c.param == const(param)]
     extra = build(t) if build is not None else None
     if extra is not None:
@@ -503,7 +504,7 @@ class TypeConditions:
             alternatives.append(parts)
         ors = []
         for parts in alternatives:
-            tables = [index_alias(INDEX_TABLES[c.type].name) for c in comps]
+            tables = [index_alias(INDEX_TABLES[c.type]) for c in comps]
             first = tables[0]
             conds: list[ColumnElement[bool]] = [
                 starts_with(first.c.param, p.code + "#"),
