@@ -30,9 +30,8 @@ class Settings(BaseSettings):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
     # Threads per server process running FHIR requests (each holds a database connection while
     # it works). Python runs one thread at a time, so threads beyond what keeps the process
-    # busy while others wait for the database only queue for the interpreter lock: at a
-    # release-time storm 2 handled 369 requests/s, 8 216, Starlette's 40 about 190
-    # (bench.booking, docs/scheduling.md). A long search holds one thread meanwhile.
+    # busy while others wait for the database only queue for the interpreter lock (the booking
+    # storm's thread sweep is in docs/fhir-server.md#serving). A long search holds one thread.
     request_threads: Annotated[int, Field(ge=1, le=200)] = 4
     log_level: str = "INFO"
     # Root of all server-side keys (private signing keys, field encryption, keyed hashes).

@@ -197,7 +197,8 @@ def create_app(
 
 
 def _register_fhir_routes(app: FastAPI, handle: Any) -> None:
-    """Explicit routes (for readable OpenAPI docs), all served by the same handler."""
+    """Explicit routes for readable OpenAPI docs. ``CareNetApp`` hands /fhir requests to the
+    handler before routing reaches them; their bodies answer the same way if it ever does."""
 
     async def run(request: Request, path: str) -> Response:
         body = await request.body()
