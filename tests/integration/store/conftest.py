@@ -54,10 +54,16 @@ class Store:
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
+def engine(db_url: str) -> Iterator[Engine]:
+    """An engine as build_engine makes it, on a new database of each kind with CareNet's tables."""
     engine = build_engine(db_url)
     schema.metadata.create_all(engine)
     try:
-        yield Store(engine)
+        yield engine
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def store(engine: Engine) -> Store:
+    return Store(engine)

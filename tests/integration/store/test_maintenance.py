@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy import Engine, select
 
 from carenet.access.protector import CryptoFieldProtector
 from carenet.fhir.identifiers import RESIDENT_ID
-from carenet.store.engine import build_engine
 from carenet.store.maintenance import SealReport, seal_plaintext
 from carenet.store.protection import ResourceProtection
-from carenet.store.schema import idx_token, metadata, resource_history, resources
+from carenet.store.schema import idx_token, resource_history, resources
 from carenet.store.uow import Store
 
 ID = "11010519491231002X"
 PHONE = "13800138000"
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = build_engine(db_url)
-    metadata.create_all(engine)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def a_store(engine: Engine, protection: ResourceProtection | None) -> Store:

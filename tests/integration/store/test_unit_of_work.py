@@ -3,24 +3,11 @@ refusal's audit event may be committed in the request's own transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from sqlalchemy import Engine, create_engine, select, text
 
-from carenet.store.engine import build_engine, normalise_url
+from carenet.store.engine import normalise_url
 from carenet.store.schema import metadata, resources
 from carenet.store.uow import Store
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = build_engine(db_url)
-    metadata.create_all(engine)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def _store(engine: Engine) -> Store:
