@@ -20,6 +20,17 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
+def _progress() -> Progress:
+    """The progress bar of long CLI work: description, bar, done/total, time elapsed."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
 def _settings() -> Settings:
     return get_settings()
 
@@ -95,13 +106,7 @@ def demo(seed: Annotated[int, typer.Option(help="random seed of the demo region"
             schedules.find_doctor_roles(store), schedules.DOCTORS_PER_HOSPITAL
         )
         patients = schedules.find_patients(store)
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as bar:
+        with _progress() as bar:
             task = bar.add_task("demo schedules", total=len(roles))
             for index, role in enumerate(roles):
                 try:
@@ -218,13 +223,7 @@ def _post_bundles(bundles: list[dict[str, Any]], label: str) -> int:
     store = build_store(s)
     ok = 0
     total = sum(len(b.get("entry", [])) for b in bundles)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
+    with _progress() as bar:
         task = bar.add_task(label, total=total)
         for b in bundles:
             try:
