@@ -22,7 +22,19 @@ from typing import Any
 import jsonpatch
 import orjson
 from psycopg.types.json import Json
-from sqlalchemy import Connection, bindparam, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    exists,
+    false,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from carenet.fhir import outcomes
@@ -32,7 +44,7 @@ from carenet.store import indexer
 from carenet.store import search as search_mod
 from carenet.store.engine import value_plans
 from carenet.store.protection import ResourceProtection
-from carenet.store.schema import metadata, resource_history, resources
+from carenet.store.schema import idx_date, idx_reference, metadata, resource_history, resources
 
 
 def now_ms() -> int:
@@ -94,6 +106,58 @@ _WRITE_VERSION = (
 )
 
 
+# Resources of one type whose reference parameter points at one target, and whose date
+# parameter reaches ``since`` or later (Repository.referencing): built once, like the reads.
+_REFERENCING = (
+    select(resources.c.content)
+    .where(
+        resources.c.res_type == bindparam("t"),
+        resources.c.deleted == false(),
+        resources.c.res_id.in_(
+            select(idx_reference.c.res_id).where(
+                idx_reference.c.res_type == bindparam("t"),
+                idx_reference.c.param == bindparam("p"),
+                idx_reference.c.target_type == bindparam("tt"),
+                idx_reference.c.target_id == bindparam("ti"),
+            )
+        ),
+        # Checked per candidate (EXISTS on the resource's own rows), never driven by the date.
+        exists(
+            select(literal(1)).where(
+                idx_date.c.res_type == resources.c.res_type,
+                idx_date.c.res_id == resources.c.res_id,
+                idx_date.c.param == bindparam("dp"),
+                idx_date.c.high >= bindparam("since"),
+            )
+        ),
+    )
+    .order_by(resources.c.res_id)
+)
+
+# A resource and the current resources one of its reference parameters points at
+# (Repository.read_with_targets): the read by id and an _include in one round trip.
+_target = resources.alias("target")
+_WITH_TARGETS = union_all(
+    select(
+        resources.c.res_type, resources.c.res_id, resources.c.deleted, resources.c.content
+    ).where(resources.c.res_type == bindparam("t"), resources.c.res_id == bindparam("i")),
+    select(_target.c.res_type, _target.c.res_id, _target.c.deleted, _target.c.content)
+    .select_from(
+        idx_reference.join(
+            _target,
+            (_target.c.res_type == idx_reference.c.target_type)
+            & (_target.c.res_id == idx_reference.c.target_id),
+        )
+    )
+    .where(
+        idx_reference.c.res_type == bindparam("t"),
+        idx_reference.c.res_id == bindparam("i"),
+        idx_reference.c.param == bindparam("p"),
+        _target.c.deleted == false(),
+    ),
+)
+
+
 class Repository:
     """CRUD, versions and history of FHIR resources on one connection/transaction."""
 
@@ -123,6 +187,11 @@ class Repository:
         # transaction Bundles fast; anything that reads flushes first.
         self._buffer: dict[str, list[dict[str, Any]]] = {}
         self._buffered_keys: set[tuple[str, str]] = set()
+        # (version, deleted) of the rows this transaction has locked (read for update or
+        # written), so that a read-for-update followed by an update reads the row once. Every
+        # version write still checks the previous version (_WRITE_VERSION), so a stale entry
+        # can only turn into a 409, never into a lost update.
+        self._locked: dict[tuple[str, str], tuple[int, bool]] = {}
 
     # ---------------------------------------------------------------- buffering
 
@@ -165,8 +234,11 @@ class Repository:
         return bool(self._buffer)
 
     def discard_buffer(self) -> None:
+        """Forget what was not written yet (a savepoint rolled back: a batch entry failed);
+        the locks known from inside it are forgotten too."""
         self._buffer.clear()
         self._buffered_keys.clear()
+        self._locked.clear()
 
     def _add(self, table: str, rows: list[dict[str, Any]]) -> None:
         if rows:
@@ -210,7 +282,19 @@ class Repository:
         if (res_type, res_id) in self._buffered_keys:
             self.flush()
         q = _CURRENT_ROW_FOR_UPDATE if lock and self.is_postgres else _CURRENT_ROW
-        return self.conn.execute(q, {"t": res_type, "i": res_id}).first()
+        row = self.conn.execute(q, {"t": res_type, "i": res_id}).first()
+        if lock and row is not None:
+            self._locked[(res_type, res_id)] = (row.version, row.deleted)
+        return row
+
+    def _locked_version(self, res_type: str, res_id: str) -> tuple[int, bool] | None:
+        """(version, deleted) of the current row, locked until the transaction ends; None if
+        there is none. Not read again if this transaction already holds it."""
+        known = self._locked.get((res_type, res_id))
+        if known is not None:
+            return known
+        row = self._current_row(res_type, res_id, lock=True)
+        return None if row is None else (row.version, row.deleted)
 
     def _write_new(
         self, res_type: str, res_id: str, resource: dict[str, Any], method: str
@@ -273,6 +357,7 @@ class Repository:
             # Someone else wrote a version between our read and our write (SQLite cannot lock
             # the row up front; PostgreSQL holds FOR UPDATE and never gets here).
             raise outcomes.conflict(f"{res_type}/{res_id} was changed concurrently; retry")
+        self._locked[(res_type, res_id)] = (version, stored is None)
         self._add(
             "resource_history",
             [
@@ -345,6 +430,26 @@ class Repository:
             raise err
         return self._resource(row.content)
 
+    def read_with_targets(
+        self, res_type: str, res_id: str, param: str
+    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """A resource (as ``read``: 404 unknown, 410 deleted) and, by "Type/id", the current
+        resources its reference search parameter ``param`` points at (as ``_include``; targets
+        that do not exist or are deleted are left out). One statement instead of one read per
+        target: for a hot path (a Slot's Schedule and its actors, on every $book)."""
+        self.flush()  # the targets may have been written by this transaction too
+        found: dict[str, dict[str, Any]] = {}
+        own = None
+        for row in self.conn.execute(_WITH_TARGETS, {"t": res_type, "i": res_id, "p": param}):
+            if row.res_type == res_type and row.res_id == res_id and own is None:
+                own = row
+            elif row.content:
+                found.setdefault(f"{row.res_type}/{row.res_id}", self._resource(row.content))
+        if own is None or own.deleted or not own.content:
+            self.read(res_type, res_id)  # raises read's own 404 or 410
+        assert own is not None
+        return self._resource(own.content), found
+
     def read_for_update(self, res_type: str, res_id: str) -> dict[str, Any]:
         """Read and lock the current version until the transaction ends, so that read-check-
         write steps (taking a slot's capacity) serialise on the row. PostgreSQL: FOR UPDATE;
@@ -400,8 +505,8 @@ class Repository:
             )
         if not validated:
             self._check(resource, res_type)
-        row = self._current_row(res_type, res_id, lock=True)
-        if row is None:
+        current = self._locked_version(res_type, res_id)
+        if current is None:
             if if_match is not None:
                 raise outcomes.precondition_failed(
                     f"If-Match given but {res_type}/{res_id} does not exist"
@@ -416,13 +521,14 @@ class Repository:
                     f"{res_type}/{res_id} was created concurrently; retry"
                 ) from exc
             return stored, True
-        if if_match is not None and if_match != row.version:
+        version, deleted = current
+        if if_match is not None and if_match != version:
             raise outcomes.precondition_failed(
-                f"Version mismatch for {res_type}/{res_id}: If-Match {if_match}, current {row.version}"
+                f"Version mismatch for {res_type}/{res_id}: If-Match {if_match}, current {version}"
             )
-        written = self._write_version(res_type, res_id, resource, row.version + 1, method)
+        written = self._write_version(res_type, res_id, resource, version + 1, method)
         assert written is not None
-        return written, bool(row.deleted)
+        return written, deleted
 
     def patch(
         self, res_type: str, res_id: str, operations: Any, *, if_match: int | None = None
@@ -434,12 +540,13 @@ class Repository:
 
     def delete(self, res_type: str, res_id: str) -> bool:
         """Logical delete, keeping every version (ONL-9). False if already deleted."""
-        row = self._current_row(res_type, res_id, lock=True)
-        if row is None:
+        current = self._locked_version(res_type, res_id)
+        if current is None:
             raise outcomes.not_found(f"{res_type}/{res_id} is not known")
-        if row.deleted:
+        version, deleted = current
+        if deleted:
             return False
-        self._write_version(res_type, res_id, None, row.version + 1, "DELETE")
+        self._write_version(res_type, res_id, None, version + 1, "DELETE")
         return True
 
     # ---------------------------------------------------------------- search
@@ -466,6 +573,35 @@ class Repository:
                 visible=visible,
                 protection=self.protection,
             )
+
+    def referencing(
+        self, res_type: str, param: str, target: str, *, date_param: str, since_ms: int
+    ) -> list[dict[str, Any]]:
+        """Current resources of ``res_type`` whose reference search parameter ``param`` points
+        at ``target`` ("Type/id") and whose date parameter ``date_param`` covers an instant at
+        or after ``since_ms`` (its interval ends then or later), ordered by id.
+
+        The same rows a search ``param=target&date_param=ge...`` starts from, without compiling
+        a search: one prebuilt statement, for a hot path that asks it on every request (a
+        patient's bookings, on every $book). Callers that need an exact date bound compare
+        the resource's own value; no access control (callers use the guarded repository's
+        ``inner`` for their own checks), no paging, no limit: keep ``since_ms`` recent."""
+        ttype, _, tid = target.partition("/")
+        if not ttype or not tid:
+            raise ValueError(f"target must be Type/id, got {target!r}")
+        self.flush()
+        rows = self.conn.execute(
+            _REFERENCING,
+            {
+                "t": res_type,
+                "p": param,
+                "tt": ttype,
+                "ti": tid,
+                "dp": date_param,
+                "since": since_ms,
+            },
+        )
+        return [self._resource(r.content) for r in rows if r.content]
 
     def find(
         self,

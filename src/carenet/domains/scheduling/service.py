@@ -264,31 +264,31 @@ def practitioner_key(appointment: dict[str, Any]) -> str:
 def _patient_bookings(
     ctx: SchedulingContext, patient_id: str, *, excluding: str | None = None
 ) -> PatientBookings:
-    ref = f"Patient/{patient_id}"
     since = ctx.now - timedelta(days=ctx.policy.noshow_window_days)
-    # One search for both rules (the future bookings, the recent no-shows), split here.
-    found = search_all(
-        ctx.repo,
+    # One query for both rules (the future bookings, the recent no-shows), split here: the
+    # patient's appointments starting from the earlier of the two bounds. Run on every $book,
+    # so a prebuilt statement rather than a compiled search (it was 40% of a booking's CPU).
+    found = ctx.repo.referencing(
         "Appointment",
-        [
-            ("patient", ref),
-            ("status", ",".join(sorted({*ACTIVE_STATUSES, "noshow"}))),
-            ("date", f"ge{min(since, ctx.now).isoformat()}"),
-        ],
+        "patient",
+        f"Patient/{patient_id}",
+        date_param="date",
+        since_ms=int(min(since, ctx.now).timestamp() * 1000),
     )
     future: list[tuple[datetime, str]] = []
     noshows: list[datetime] = []
     # Instants are stored to the second: one starting within the current second is future, as
-    # the date search "ge now" would have it.
+    # a date search "ge now" would have it.
     now = ctx.now.replace(microsecond=0)
     for a in found:
         start = model.parse_dt(a.get("start"), ctx.tz)
+        status = a.get("status")
         if start is None:
             continue
-        if a.get("status") == "noshow":
+        if status == "noshow":
             if start >= since:
                 noshows.append(start)
-        elif start >= now and a.get("id") != excluding:
+        elif status in ACTIVE_STATUSES and start >= now and a.get("id") != excluding:
             future.append((start, practitioner_key(a)))
     return PatientBookings(future=future, noshows=noshows)
 
@@ -304,12 +304,16 @@ class _Where:
 
 def _where(ctx: SchedulingContext, slot: dict[str, Any]) -> _Where:
     schedule_ref = (slot.get("schedule") or {}).get("reference", "")
-    schedule = ctx.repo.read("Schedule", schedule_ref.split("/", 1)[-1])
+    # The Schedule and its actors in one statement; an actor not found that way is read on
+    # its own (and is a 404 there if it does not exist, as before).
+    schedule, targets = ctx.repo.read_with_targets(
+        "Schedule", schedule_ref.split("/", 1)[-1], "actor"
+    )
     actors: list[str] = []
     key = schedule_ref
     for role_ref in model.refs_of(schedule, "actor", "PractitionerRole"):
         actors.append(role_ref)
-        role = ctx.repo.read("PractitionerRole", role_ref.split("/", 1)[1])
+        role = targets.get(role_ref) or ctx.repo.read("PractitionerRole", role_ref.split("/", 1)[1])
         prac = (role.get("practitioner") or {}).get("reference")
         if isinstance(prac, str) and prac.startswith("Practitioner/"):
             actors.append(prac)
