@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -63,3 +64,39 @@ def test_searches_are_planned_with_their_values_and_reads_by_id_are_prepared(pg_
         assert not any("resource_history" in s for s in prepared), prepared
     finally:
         engine.dispose()
+
+
+def _backend_pid(engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def test_a_connection_reused_at_once_is_not_pinged_and_an_idle_one_is(pg_url, monkeypatch):
+    engine = build_engine(pg_url, pool_size=1, max_overflow=0, ping_after_idle_s=0.3)
+    pings: list[object] = []
+    real_ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda c: pings.append(c) or real_ping(c))
+    try:
+        first = _backend_pid(engine)  # a new connection: nothing to check
+        assert _backend_pid(engine) == first  # reused at once: no round trip spent on it
+        assert pings == []
+        time.sleep(0.4)
+        assert _backend_pid(engine) == first  # idle long enough: checked, and alive
+        assert len(pings) == 1
+    finally:
+        engine.dispose()
+
+
+def test_an_idle_connection_cut_by_the_server_is_replaced_without_an_error(pg_url, pg_server):
+    engine = build_engine(pg_url, pool_size=1, max_overflow=0, ping_after_idle_s=0.1)
+    admin = build_engine(pg_server)
+    try:
+        first = _backend_pid(engine)
+        with admin.connect() as conn:  # what a database restart or an idle timeout does
+            conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": first})
+        time.sleep(0.2)
+        # The request that checks out the dead connection still gets a working one.
+        assert _backend_pid(engine) != first
+    finally:
+        engine.dispose()
+        admin.dispose()
