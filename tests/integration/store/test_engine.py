@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from tests.conftest import create_pg_database, drop_pg_database
 
+from carenet.store import engine as engine_mod
 from carenet.store.engine import build_engine
 from carenet.store.schema import metadata
 from carenet.store.uow import Store
@@ -72,16 +74,19 @@ def _backend_pid(engine) -> int:
 
 
 def test_a_connection_reused_at_once_is_not_pinged_and_an_idle_one_is(pg_url, monkeypatch):
-    engine = build_engine(pg_url, pool_size=1, max_overflow=0, ping_after_idle_s=0.3)
+    clock = [1000.0]  # the pool's idea of time, moved by hand: no sleeping, no timing luck
+    monkeypatch.setattr(engine_mod, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    engine = build_engine(pg_url, pool_size=1, max_overflow=0, ping_after_idle_s=2.0)
     pings: list[object] = []
     real_ping = engine.dialect.do_ping
     monkeypatch.setattr(engine.dialect, "do_ping", lambda c: pings.append(c) or real_ping(c))
     try:
         first = _backend_pid(engine)  # a new connection: nothing to check
-        assert _backend_pid(engine) == first  # reused at once: no round trip spent on it
+        clock[0] += 1.9
+        assert _backend_pid(engine) == first  # reused within 2 s: no round trip spent on it
         assert pings == []
-        time.sleep(0.4)
-        assert _backend_pid(engine) == first  # idle long enough: checked, and alive
+        clock[0] += 2.0
+        assert _backend_pid(engine) == first  # idle 2 s: checked, and alive
         assert len(pings) == 1
     finally:
         engine.dispose()
