@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import InvalidatePoolError
 
 # A pooled PostgreSQL connection that sat unused this long is checked (a round trip) before it
 # is handed out; one reused sooner is not (see _ping_when_idle).
@@ -56,6 +56,7 @@ def _build(url: str, **kwargs: Any) -> Engine:
     # A database error's text would otherwise carry the statement's parameters (a search value,
     # a resident ID, a phone number) into the log: STYLE.md forbids them there.
     kwargs.setdefault("hide_parameters", True)
+    ping_after = kwargs.pop("ping_after_idle_s", PING_AFTER_IDLE_S)
     if backend == "sqlite":
         engine = create_engine(
             url,
@@ -67,7 +68,6 @@ def _build(url: str, **kwargs: Any) -> Engine:
     if backend == "postgresql":
         kwargs.setdefault("pool_size", 20)
         kwargs.setdefault("max_overflow", 20)
-        ping_after = kwargs.pop("ping_after_idle_s", PING_AFTER_IDLE_S)
         # psycopg prepares a statement on its 5th run, and PostgreSQL may then plan it once
         # for any values (a generic plan). That is what a read by id, the token lookup or the
         # audit append want: re-planning them on every run cost PostgreSQL a third of its CPU
@@ -83,9 +83,10 @@ def _ping_when_idle(engine: Engine, idle_s: float) -> None:
     """Pessimistic disconnect handling, but only for connections that sat in the pool for
     ``idle_s`` or longer: SQLAlchemy's pool_pre_ping sends a round trip on every checkout, which
     at release time is one statement in seven of a refused booking, for connections that were
-    in use a millisecond before. A connection found dead is replaced (the pool retries with a
-    new one), so a database restart or an idle-timeout cut costs no request an error, except
-    one that reuses a connection within ``idle_s`` of the cut."""
+    in use a millisecond before. A connection found dead is replaced, with every other
+    connection the pool held before it (as pool_pre_ping does: a dead one usually means a
+    restart), so a database restart or an idle-timeout cut costs no request an error, except
+    one that reuses a connection within ``idle_s`` of the cut (not retried: a 500)."""
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(dbapi_conn: Any, record: Any) -> None:
@@ -98,8 +99,8 @@ def _ping_when_idle(engine: Engine, idle_s: float) -> None:
             return
         try:
             engine.dialect.do_ping(dbapi_conn)
-        except Exception as exc:  # any failure: drop it and let the pool connect anew
-            raise DisconnectionError("a pooled connection was dead") from exc
+        except Exception as exc:  # any failure: drop it (and older ones), connect anew
+            raise InvalidatePoolError("a pooled connection was dead") from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -190,7 +190,7 @@ class Repository:
         # (version, deleted) of the rows this transaction has locked (read for update or
         # written), so that a read-for-update followed by an update reads the row once. Every
         # version write still checks the previous version (_WRITE_VERSION), so a stale entry
-        # can only turn into a 409, never into a lost update.
+        # could only end in a 409 or 412, never in a lost update; a deleted row is read again.
         self._locked: dict[tuple[str, str], tuple[int, bool]] = {}
 
     # ---------------------------------------------------------------- buffering
@@ -291,7 +291,7 @@ class Repository:
         """(version, deleted) of the current row, locked until the transaction ends; None if
         there is none. Not read again if this transaction already holds it."""
         known = self._locked.get((res_type, res_id))
-        if known is not None:
+        if known is not None and not known[1]:
             return known
         row = self._current_row(res_type, res_id, lock=True)
         return None if row is None else (row.version, row.deleted)
@@ -338,6 +338,11 @@ class Repository:
         self, res_type: str, res_id: str, resource: dict[str, Any] | None, version: int, method: str
     ) -> dict[str, Any] | None:
         """Write version ``version`` (> 1) over an existing row; resource None deletes."""
+        key = (res_type, res_id)
+        if key in self._buffered_keys:
+            # Its previous version's index rows are still in the buffer: write them first, so
+            # that delete_rows below removes them (else they would outlive their version).
+            self.flush()
         ms = self.clock()
         stored = self._stamp(resource, res_id, version, ms) if resource is not None else None
         content = self._content(stored) if stored is not None else None
@@ -376,6 +381,7 @@ class Repository:
         if stored is not None:
             for table, rows in indexer.rows_for(stored, tz=self.tz, blind=self._blind).items():
                 self._add(table, rows)
+            self._buffered_keys.add(key)
         return stored
 
     # ---------------------------------------------------------------- interactions
@@ -446,8 +452,8 @@ class Repository:
             elif row.content:
                 found.setdefault(f"{row.res_type}/{row.res_id}", self._resource(row.content))
         if own is None or own.deleted or not own.content:
-            self.read(res_type, res_id)  # raises read's own 404 or 410
-        assert own is not None
+            # read's own 404 or 410; or, if it was written meanwhile (read committed), it
+            return self.read(res_type, res_id), found
         return self._resource(own.content), found
 
     def read_for_update(self, res_type: str, res_id: str) -> dict[str, Any]:

@@ -87,3 +87,20 @@ def test_a_version_changed_behind_the_repository_is_a_conflict_not_a_lost_update
         with pytest.raises(OperationOutcomeError) as err:
             repo.update("Patient", pid, {**current, "gender": "male"})
         assert err.value.status == 409
+
+
+def test_two_updates_without_a_flush_leave_only_the_last_versions_index_rows(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        repo = Repository(conn, source="test")
+        pid = repo.create("Patient", patient("王"))["id"]
+        repo.flush()
+        v1 = repo.read_for_update("Patient", pid)
+        v2, _ = repo.update("Patient", pid, {**v1, "name": [{"family": "李"}]})
+        repo.update("Patient", pid, {**v2, "name": [{"family": "张"}]})  # 李's rows unwritten
+        found = {
+            family: [m["id"] for m in repo.search("Patient", [("family", family)]).matches]
+            for family in ("王", "李", "张")
+        }
+        assert found == {"王": [], "李": [], "张": [pid]}

@@ -114,6 +114,15 @@ def test_one_booking_per_patient_per_doctor_per_day(env: Env) -> None:
     _refused(env, env.book("patient0", slots[3], p), 422, "APPT-DUPLICATE-DAY", before)
 
 
+def test_a_cancelled_booking_does_not_count_against_the_patient(env: Env) -> None:
+    slots = env.generate("2027-03-02")
+    p = env.clinic.patients[0]
+    appt = _out(env.book("patient0", slots[0], p))
+    assert env.op("patient0", f"Appointment/{appt['id']}/$cancel").status_code == 200
+    # Same doctor, same day: allowed again once the first booking is cancelled.
+    assert env.book("patient0", slots[3], p).status_code == 200
+
+
 def test_at_most_five_future_bookings_per_patient(env: Env) -> None:
     days = [f"2027-03-0{d}" for d in range(2, 8)]
     slots = [env.generate(d)[0] for d in days]
