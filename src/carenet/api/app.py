@@ -395,6 +395,7 @@ def _run(
     for attempt in range(attempts):
         assert req.trail is not None
         req.trail.records.clear()
+        committing = False
         try:
             with store.unit_of_work() as uow:
                 try:
@@ -411,9 +412,16 @@ def _run(
                 uow.repo.flush()
                 # Last, so that the chain head is locked only for the commit itself.
                 append_many(uow.repo.conn, req.trail.records, chains=chains)
+                committing = True
                 uow.commit()
                 return resp
         except DBAPIError as exc:
+            # The connection was dead (a database restart, an idle cut: the pool checks only
+            # connections idle for a while, store/engine.py): the server rolled back whatever
+            # it had, and the pool now hands out new connections; run it again. Not if it died
+            # during the commit itself: that may have committed.
+            if exc.connection_invalidated and not committing and attempt < attempts - 1:
+                continue
             # A deadlock or serialisation failure between concurrent transactions: nothing was
             # written; retry a couple of times, then tell the client to retry.
             if _is_retryable(exc) and attempt < attempts - 1:

@@ -85,8 +85,8 @@ def _ping_when_idle(engine: Engine, idle_s: float) -> None:
     at release time is one statement in seven of a refused booking, for connections that were
     in use a millisecond before. A connection found dead is replaced, with every other
     connection the pool held before it (as pool_pre_ping does: a dead one usually means a
-    restart), so a database restart or an idle-timeout cut costs no request an error, except
-    one that reuses a connection within ``idle_s`` of the cut (not retried: a 500)."""
+    restart). A request that reuses a connection within ``idle_s`` of the cut meets the dead
+    connection itself; the FHIR request runner then runs it again (api/app.py ``_run``)."""
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(dbapi_conn: Any, record: Any) -> None:
