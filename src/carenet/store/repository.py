@@ -25,11 +25,9 @@ from psycopg.types.json import Json
 from sqlalchemy import (
     Connection,
     bindparam,
-    exists,
     false,
     func,
     insert,
-    literal,
     select,
     text,
     union_all,
@@ -121,15 +119,18 @@ _REFERENCING = (
                 idx_reference.c.target_id == bindparam("ti"),
             )
         ),
-        # Checked per candidate (EXISTS on the resource's own rows), never driven by the date.
-        exists(
-            select(literal(1)).where(
-                idx_date.c.res_type == resources.c.res_type,
-                idx_date.c.res_id == resources.c.res_id,
-                idx_date.c.param == bindparam("dp"),
-                idx_date.c.high >= bindparam("since"),
-            )
-        ),
+        # Checked per candidate on the resource's own date rows, never driven by the date: a
+        # scalar subquery, which PostgreSQL cannot turn into a join. As EXISTS, a generic plan
+        # (psycopg prepares a statement on its 5th run) became a merge semi-join over every
+        # Appointment's date row since the bound: 50 ms instead of 0.2 at 60,000 appointments.
+        select(func.max(idx_date.c.high))
+        .where(
+            idx_date.c.res_type == resources.c.res_type,
+            idx_date.c.res_id == resources.c.res_id,
+            idx_date.c.param == bindparam("dp"),
+        )
+        .scalar_subquery()
+        >= bindparam("since"),
     )
     .order_by(resources.c.res_id)
 )

@@ -105,3 +105,50 @@ def test_an_idle_connection_cut_by_the_server_is_replaced_without_an_error(pg_ur
     finally:
         engine.dispose()
         admin.dispose()
+
+
+def test_a_patients_appointments_are_found_per_candidate_even_with_a_generic_plan(pg_url):
+    # psycopg prepares a statement on its 5th run and PostgreSQL may then keep a generic plan.
+    # Repository.referencing must stay driven by the reference (one patient's few rows) even
+    # then, and check each candidate's date on its own rows, not scan every date since the bound
+    # (as EXISTS did: a merge semi-join over all appointments' date rows).
+    from carenet.store.repository import _REFERENCING, Repository
+
+    engine = build_engine(pg_url)
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as conn:
+            repo = Repository(conn, source="test", validate=False)
+            for i in range(3000):
+                day = f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}"
+                repo.create(
+                    "Appointment",
+                    {
+                        "resourceType": "Appointment",
+                        "status": "booked",
+                        "start": f"{day}T09:00:00+08:00",
+                        "end": f"{day}T09:15:00+08:00",
+                        "participant": [
+                            {"actor": {"reference": f"Patient/p{i % 300}"}, "status": "accepted"}
+                        ],
+                    },
+                )
+            repo.flush()
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+        sql = str(_REFERENCING.compile(dialect=engine.dialect))
+        for i, key in enumerate(("t", "p", "tt", "ti", "dp", "since"), 1):
+            sql = sql.replace(f"%({key})s", f"${i}")
+        raw = engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute("SET plan_cache_mode = force_generic_plan")
+            cur.execute(f"PREPARE r(text, text, text, text, text, bigint) AS {sql}")
+            cur.execute("EXPLAIN EXECUTE r('Appointment', 'patient', 'Patient', 'p7', 'date', 0)")
+            plan = "\n".join(row[0] for row in cur.fetchall())
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
+    assert "SubPlan" in plan and "ix_idx_date_resource" in plan, plan
+    assert "ix_idx_date_low_high" not in plan, plan
