@@ -9,7 +9,7 @@ from sqlalchemy import Connection
 
 from carenet.access import oauth_errors
 from carenet.access.grants import grant_applies
-from carenet.access.guardians import active_wards
+from carenet.access.guardians import active_wards, own_then_wards
 from carenet.access.oauth_tokens import Principal
 from carenet.access.permissions import STAFF_ROLES
 from carenet.fhir import outcomes
@@ -59,10 +59,8 @@ def resolve_actor(
             refs = [principal.launch_patient]
         else:
             # The account row came with the token (one statement); only wards need a query.
-            own = principal.fhir_user if principal.real_name_verified else None
-            refs = [own] if own else []
-            if principal.has_wards:
-                refs += [r for r in active_wards(conn, principal.account_id) if r != own]
+            wards = active_wards(conn, principal.account_id) if principal.has_wards else []
+            refs = own_then_wards(principal.fhir_user, principal.real_name_verified, wards)
         return Actor(
             "patient", agent, patients=frozenset(i for r in refs if (i := _id(r, "Patient")))
         )

@@ -271,9 +271,19 @@ def acting_for(conn: Connection, account_id: str, *, clock: Clock = now_ms) -> l
         return refs
     if row.status != "active":
         return refs
-    if row.real_name_verified_at is not None and row.fhir_ref:
-        refs.append(row.fhir_ref)
-    refs.extend(r for r in active_wards(conn, account_id, clock=clock) if r not in refs)
+    return own_then_wards(
+        row.fhir_ref,
+        row.real_name_verified_at is not None,
+        active_wards(conn, account_id, clock=clock),
+    )
+
+
+def own_then_wards(fhir_ref: str | None, verified: bool, wards: list[str]) -> list[str]:
+    """The order and dedup of the patients an account acts for: its own Patient first (only
+    when real-name verified), then its wards, each once. Shared by ``acting_for`` (the portal,
+    from the account row) and the access layer (from the token's Principal)."""
+    refs = [fhir_ref] if verified and fhir_ref else []
+    refs.extend(w for w in wards if w not in refs)
     return refs
 
 
