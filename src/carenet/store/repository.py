@@ -363,7 +363,7 @@ class Repository:
             # Someone else wrote a version between our read and our write (SQLite cannot lock
             # the row up front; PostgreSQL holds FOR UPDATE and never gets here).
             raise outcomes.conflict(f"{res_type}/{res_id} was changed concurrently; retry")
-        self._locked[(res_type, res_id)] = (version, stored is None)
+        self._locked[key] = (version, stored is None)
         self._add(
             "resource_history",
             [

@@ -19,6 +19,15 @@ def patient(family: str) -> dict[str, Any]:
     return {"resourceType": "Patient", "name": [{"family": family}]}
 
 
+def stored_patient(conn: Connection) -> tuple[Repository, str]:
+    """A repository on ``conn`` and the id of a Patient 王 written to the database (flushed,
+    not waiting in the insert buffer)."""
+    repo = Repository(conn, source="test")
+    pid = str(repo.create("Patient", patient("王"))["id"])
+    repo.flush()
+    return repo, pid
+
+
 @contextmanager
 def reads_of_resources(conn: Connection) -> Iterator[list[str]]:
     """The statements that read the resources table, while the block runs."""
@@ -37,9 +46,7 @@ def reads_of_resources(conn: Connection) -> Iterator[list[str]]:
 
 def test_update_after_read_for_update_reads_the_row_once(engine: Engine) -> None:
     with engine.begin() as conn:
-        repo = Repository(conn, source="test")
-        pid = repo.create("Patient", patient("王"))["id"]
-        repo.flush()
+        repo, pid = stored_patient(conn)
         with reads_of_resources(conn) as reads:
             current = repo.read_for_update("Patient", pid)
             v2, created = repo.update("Patient", pid, {**current, "name": [{"family": "李"}]})
@@ -57,9 +64,7 @@ def test_update_after_read_for_update_reads_the_row_once(engine: Engine) -> None
 
 def test_a_rolled_back_savepoint_forgets_its_versions(engine: Engine) -> None:
     with engine.begin() as conn:
-        repo = Repository(conn, source="test")
-        pid = repo.create("Patient", patient("王"))["id"]
-        repo.flush()
+        repo, pid = stored_patient(conn)
         savepoint = conn.begin_nested()
         first = repo.read_for_update("Patient", pid)
         repo.update("Patient", pid, {**first, "gender": "male"})
@@ -74,9 +79,7 @@ def test_a_version_changed_behind_the_repository_is_a_conflict_not_a_lost_update
     engine: Engine,
 ) -> None:
     with engine.begin() as conn:
-        repo = Repository(conn, source="test")
-        pid = repo.create("Patient", patient("王"))["id"]
-        repo.flush()
+        repo, pid = stored_patient(conn)
         current = repo.read_for_update("Patient", pid)
         # Not through the repository (as no CareNet code does): its version moves on.
         conn.execute(
@@ -93,9 +96,7 @@ def test_two_updates_without_a_flush_leave_only_the_last_versions_index_rows(
     engine: Engine,
 ) -> None:
     with engine.begin() as conn:
-        repo = Repository(conn, source="test")
-        pid = repo.create("Patient", patient("王"))["id"]
-        repo.flush()
+        repo, pid = stored_patient(conn)
         v1 = repo.read_for_update("Patient", pid)
         v2, _ = repo.update("Patient", pid, {**v1, "name": [{"family": "李"}]})
         repo.update("Patient", pid, {**v2, "name": [{"family": "张"}]})  # 李's rows unwritten

@@ -7,7 +7,7 @@ from sqlalchemy import Engine, create_engine, select, text
 
 from carenet.store.engine import normalise_url
 from carenet.store.schema import metadata, resources
-from carenet.store.uow import Store
+from carenet.store.uow import Store, UnitOfWork
 
 
 def _store(engine: Engine) -> Store:
@@ -19,6 +19,12 @@ def _patient(store: Store) -> str:
         stored = uow.repo.create("Patient", {"resourceType": "Patient"})
         uow.commit()
     return str(stored["id"])
+
+
+def _activate(uow: UnitOfWork, pid: str) -> None:
+    """A write sent to the database: the Patient's next version."""
+    current = uow.repo.read_for_update("Patient", pid)
+    uow.repo.update("Patient", pid, {**current, "active": True})
 
 
 def test_reads_and_locks_change_nothing(engine):
@@ -35,8 +41,7 @@ def test_a_sent_write_is_a_change(engine):
     store = _store(engine)
     pid = _patient(store)
     with store.unit_of_work() as uow:
-        current = uow.repo.read_for_update("Patient", pid)
-        uow.repo.update("Patient", pid, {**current, "active": True})
+        _activate(uow, pid)
         assert uow.changed()
 
 
@@ -75,8 +80,7 @@ def test_a_store_on_an_engine_built_elsewhere_still_tracks_writes(db_url):
         store = _store(engine)
         pid = _patient(store)
         with store.unit_of_work() as uow:
-            current = uow.repo.read_for_update("Patient", pid)
-            uow.repo.update("Patient", pid, {**current, "active": True})
+            _activate(uow, pid)
             assert uow.changed()
     finally:
         engine.dispose()
