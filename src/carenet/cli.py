@@ -61,18 +61,17 @@ def serve(
         f"CareNet serving FHIR R4 at [bold]http://{h}:{p}/fhir[/bold] — API docs at http://{h}:{p}/docs"
     )
     if workers > 1:
-        uvicorn.run(
-            "carenet.bootstrap:build_app",
-            factory=True,
-            host=h,
-            port=p,
-            workers=workers,
-            log_level="warning",
-        )
-    else:
-        from carenet.bootstrap import build_app
+        from carenet.api.serving import serve_workers
 
-        uvicorn.run(build_app(s), host=h, port=p, log_level="info")
+        try:
+            status = serve_workers("carenet.bootstrap:build_app", h, p, workers)
+        except OSError as exc:
+            console.print(f"[red]cannot listen on {h}:{p}[/red]: {exc.strerror or exc}")
+            raise typer.Exit(1) from exc
+        raise typer.Exit(status)
+    from carenet.bootstrap import build_app
+
+    uvicorn.run(build_app(s), host=h, port=p, log_level="info")
 
 
 @app.command()
