@@ -8,11 +8,20 @@ unit of work; a rollback takes the event and the head move back together, leavin
 
 All events of one transaction go to one chain: locking two heads in two orders from two
 transactions could deadlock, and one lock per transaction is also the cheapest.
+
+On PostgreSQL each thread keeps a chain of its own (no other thread of its process takes it)
+and remembers the head it last wrote. It appends in one round trip: the head moves only if it
+is still the one remembered (``UPDATE ... WHERE seq = :known AND last_hash = :known``, which
+waits for a writer holding the row and then sees its commit), and the event is inserted only if
+the head moved. If it did not (another process wrote the chain, or this thread's last write was
+rolled back), the append takes the lock-and-read path above, and the thread moves to another
+chain for its next transaction, so that processes which collided spread out.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import weakref
 import zlib
 from collections.abc import Sequence
@@ -48,6 +57,80 @@ _INSERT_AND_MOVE_HEAD = _MOVE_HEAD.add_cte(
     .cte("new_event")
 )
 
+# PostgreSQL, the head known: move it if it is still that one, and insert the event only then.
+_MOVE_KNOWN_HEAD = (
+    update(audit_chain_heads)
+    .where(
+        audit_chain_heads.c.chain_id == bindparam("cid"),
+        audit_chain_heads.c.seq == bindparam("known_seq"),
+        audit_chain_heads.c.last_hash == bindparam("known_hash"),
+    )
+    .values(seq=bindparam("new_seq"), last_hash=bindparam("new_hash"))
+    .returning(audit_chain_heads.c.chain_id)
+    .cte("moved")
+)
+_APPEND_IF_HEAD_KNOWN = (
+    insert(audit_events)
+    .add_cte(_MOVE_KNOWN_HEAD)
+    .from_select(
+        [c.name for c in audit_events.columns],
+        # Typed parameters: psycopg's dialect renders each as $n::TYPE (a bare parameter in a
+        # SELECT list would be text); no CAST to the column's type, which would truncate a
+        # value too long for it instead of failing.
+        select(*(bindparam(f"e_{c.name}", type_=c.type) for c in audit_events.columns)).select_from(
+            _MOVE_KNOWN_HEAD
+        ),
+    )
+    # SQLAlchemy keeps an INSERT's row count only when asked to.
+    .execution_options(preserve_rowcount=True)
+)
+
+
+class _Claim:
+    """A thread's hold on a chain, released when dropped (a thread-local value is dropped when
+    its thread ends) or when the thread leaves the chain."""
+
+    def __init__(self, chain: int) -> None:
+        self.chain = chain
+        self.release = weakref.finalize(self, _release, chain)
+
+
+class _ThreadChain(threading.local):
+    """This thread's chain and the heads it last wrote or read (PostgreSQL). ``chain`` -1:
+    leave the claimed chain at the next transaction."""
+
+    chain: int | None = None
+    claim: _Claim | None = None
+
+    def __init__(self) -> None:
+        self.heads: dict[int, tuple[int, str]] = {}
+
+
+_thread = _ThreadChain()
+_taken: set[int] = set()  # chains held by threads of this process
+_taken_lock = threading.Lock()
+
+
+def _own_chain(chains: int) -> int:
+    """This thread's chain, taking one that no other thread of this process holds (any, if
+    there are more threads than chains)."""
+    if _thread.chain is not None and 0 <= _thread.chain < chains:
+        return _thread.chain
+    if _thread.claim is not None:
+        _thread.claim.release()
+    with _taken_lock:
+        free = [c for c in range(chains) if c not in _taken]
+        chain = random.choice(free or range(chains))  # noqa: S311 - load spreading
+        _taken.add(chain)
+    _thread.claim = _Claim(chain)
+    _thread.chain = chain
+    return chain
+
+
+def _release(chain: int) -> None:
+    with _taken_lock:
+        _taken.discard(chain)
+
 
 def chain_for(request_id: str | None, chains: int = DEFAULT_CHAINS) -> int:
     """The chain of a request: a stable hash of its id (so a retried request lands on the same
@@ -69,23 +152,70 @@ def ensure_chains(conn: Connection, chains: int = DEFAULT_CHAINS) -> None:
         _create_head(conn, chain_id)
 
 
-def append(conn: Connection, event: AuditRecord, *, chains: int = DEFAULT_CHAINS) -> None:
+def append(
+    conn: Connection,
+    event: AuditRecord,
+    *,
+    chains: int = DEFAULT_CHAINS,
+    chain: int | None = None,
+) -> None:
     """Append one event in the transaction open on ``conn``. Never commits."""
-    append_many(conn, [event], chains=chains)
+    append_many(conn, [event], chains=chains, chain=chain)
 
 
 def append_many(
-    conn: Connection, events: Sequence[AuditRecord], *, chains: int = DEFAULT_CHAINS
+    conn: Connection,
+    events: Sequence[AuditRecord],
+    *,
+    chains: int = DEFAULT_CHAINS,
+    chain: int | None = None,
 ) -> None:
-    """Append events, in order, to one chain in the transaction open on ``conn``: one lock, one
-    multi-row insert, one head update. Never commits."""
+    """Append events, in order, to one chain in the transaction open on ``conn``. Never
+    commits. ``chain``: that chain, if the transaction has not appended elsewhere yet (tools
+    and tests); by default this thread's chain on PostgreSQL, the request's on SQLite."""
     if not events:
         return
-    chain_id = _chain_of_transaction(conn, events[0].request_id, chains)
+    postgres = conn.dialect.name == "postgresql"
+    chain_id = _chain_of_transaction(conn, events[0].request_id, chains, postgres, chain)
     # Everything that does not depend on the head is prepared before the lock is taken.
     prepared = [(e.row_values(), CanonicalTemplate(_hashed(e, chain_id))) for e in events]
 
-    seq, last_hash = _lock_head(conn, chain_id)
+    known = _thread.heads.pop(chain_id, None) if postgres else None
+    if known is not None and len(prepared) == 1:
+        rows, move = _link(prepared, chain_id, *known)
+        params = {**{f"e_{k}": v for k, v in rows[0].items()}, **move}
+        moved = conn.execute(
+            _APPEND_IF_HEAD_KNOWN, {**params, "known_seq": known[0], "known_hash": known[1]}
+        )
+        if moved.rowcount == 1:
+            _thread.heads[chain_id] = (move["new_seq"], move["new_hash"])
+            return
+        # Another writer moved the head: append as below, and if that writer shares this
+        # thread's own chain, leave it after this transaction (which stays on it: one chain
+        # per transaction).
+        if _thread.chain == chain_id:
+            _thread.chain = -1
+
+    rows, move = _link(prepared, chain_id, *_lock_head(conn, chain_id))
+    if postgres:
+        # Remembered before the commit: if the transaction rolls back, the next append here
+        # finds the head unmoved, and takes this path again.
+        _thread.heads[chain_id] = (move["new_seq"], move["new_hash"])
+    if len(rows) == 1 and postgres:
+        conn.execute(_INSERT_AND_MOVE_HEAD, {**{f"e_{k}": v for k, v in rows[0].items()}, **move})
+        return
+    # One row goes as a plain execute: the executemany path costs several times more.
+    conn.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
+    conn.execute(_MOVE_HEAD, move)
+
+
+def _link(
+    prepared: Sequence[tuple[dict[str, Any], CanonicalTemplate]],
+    chain_id: int,
+    seq: int,
+    last_hash: str,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows of the prepared events after the head (seq, last_hash), and the head move."""
     rows: list[dict[str, Any]] = []
     for values, template in prepared:
         seq += 1
@@ -94,13 +224,7 @@ def append_many(
             {**values, "chain_id": chain_id, "seq": seq, "prev_hash": last_hash, "hash": digest}
         )
         last_hash = digest
-    move = {"cid": chain_id, "new_seq": seq, "new_hash": last_hash}
-    if len(rows) == 1 and conn.dialect.name == "postgresql":
-        conn.execute(_INSERT_AND_MOVE_HEAD, {**{f"e_{k}": v for k, v in rows[0].items()}, **move})
-        return
-    # One row goes as a plain execute: the executemany path costs several times more.
-    conn.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
-    conn.execute(_MOVE_HEAD, move)
+    return rows, {"cid": chain_id, "new_seq": seq, "new_hash": last_hash}
 
 
 def _hashed(event: AuditRecord, chain_id: int) -> dict[str, Any]:
@@ -109,15 +233,27 @@ def _hashed(event: AuditRecord, chain_id: int) -> dict[str, Any]:
     return fields
 
 
-def _chain_of_transaction(conn: Connection, request_id: str | None, chains: int) -> int:
-    """The chain this transaction already appends to, or the request's chain."""
+def _chain_of_transaction(
+    conn: Connection, request_id: str | None, chains: int, postgres: bool, chain: int | None
+) -> int:
+    """The chain this transaction already appends to, else ``chain``, else this thread's chain
+    (PostgreSQL) or the request's (SQLite, whose writers are serialised whatever the chain)."""
     tx = conn.get_transaction()
     if tx is None:
         raise RuntimeError("audit append needs an open transaction (the action's own)")
+    if chain is not None and not 0 <= chain < chains:
+        raise ValueError(f"audit chain {chain} is not one of 0..{chains - 1}")
     memo = conn.info.get(_TX_CHAIN_KEY)
     if memo is not None and memo[0]() is tx:
+        if chain is not None and chain != memo[1]:
+            raise ValueError("all audit events of one transaction go to one chain")
         return int(memo[1])
-    chain_id = chain_for(request_id, chains)
+    if chain is not None:
+        chain_id = chain
+    elif postgres:
+        chain_id = _own_chain(chains)
+    else:
+        chain_id = chain_for(request_id, chains)
     # conn.info outlives the transaction (it belongs to the pooled DBAPI connection); the weak
     # reference makes the memo expire with the transaction.
     conn.info[_TX_CHAIN_KEY] = (weakref.ref(tx), chain_id)

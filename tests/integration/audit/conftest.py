@@ -4,9 +4,11 @@ event factory with random identifiers."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
+from tests.conftest import create_pg_database, drop_pg_database
 from tests.integration.audit.helpers import make_event
 
 from carenet.audit import AUDIT_TABLES, AuditRecord
@@ -17,6 +19,30 @@ from carenet.store.schema import metadata
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
     eng = build_engine(db_url)
+    metadata.create_all(eng, tables=AUDIT_TABLES)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture
+def pg_engine(pg_server: str) -> Iterator[Engine]:
+    """PostgreSQL only: for what the two stores do differently."""
+    url, name = create_pg_database(pg_server)
+    eng = build_engine(url)
+    metadata.create_all(eng, tables=AUDIT_TABLES)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+        drop_pg_database(pg_server, name)
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """SQLite only: for what the two stores do differently."""
+    eng = build_engine(f"sqlite:///{tmp_path / 'audit.db'}")
     metadata.create_all(eng, tables=AUDIT_TABLES)
     try:
         yield eng

@@ -28,12 +28,13 @@ def make_event(**kw: Any) -> AuditRecord:
 
 
 def fill(engine: Engine, count: int, *, chains: int = CHAINS, **kw: Any) -> list[AuditRecord]:
-    """Append ``count`` events, each in its own committed transaction."""
+    """Append ``count`` events, each in its own committed transaction, over every chain in
+    turn (one thread's appends would otherwise all go to its own chain on PostgreSQL)."""
     events = [make_event(**kw) for _ in range(count)]
     with engine.connect() as conn:
-        for e in events:
+        for i, e in enumerate(events):
             with conn.begin():
-                append(conn, e, chains=chains)
+                append(conn, e, chains=chains, chain=i % chains)
     return events
 
 

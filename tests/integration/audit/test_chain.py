@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
+from sqlalchemy import event as sa_event
 from tests.integration.audit.helpers import CHAINS, chain_rows, fill, make_event
 
 from carenet.audit import (
@@ -17,6 +18,7 @@ from carenet.audit import (
     append_many,
     audit_chain_heads,
     audit_events,
+    chain_for,
     ensure_chains,
     verify,
 )
@@ -112,11 +114,133 @@ def test_all_events_of_one_transaction_go_to_one_chain_in_order(engine: Engine) 
     assert len({r["chain_id"] for r in rows}) == 1
     assert [r["seq"] for r in rows] == [1, 2, 3, 4, 5]
     assert [r["agent"] for r in rows] == [e.agent for e in events]
-    # The next transaction chooses its chain afresh.
-    fill(engine, 40)
+
+
+def test_an_explicit_chain_must_be_one_of_the_chains_and_the_transactions_own(
+    engine: Engine,
+) -> None:
+    with engine.connect() as conn, conn.begin():
+        with pytest.raises(ValueError, match="not one of 0..7"):
+            append(conn, make_event(), chain=CHAINS)
+        append(conn, make_event(), chain=2)
+        with pytest.raises(ValueError, match="one chain"):
+            append(conn, make_event(), chain=3)
+        append(conn, make_event(), chain=2)
+        append(conn, make_event())  # the transaction's chain
+    assert [r["seq"] for r in chain_rows(engine, 2)] == [1, 2, 3]
+
+
+def _in_thread(fn: Callable[[], Any]) -> Any:
+    out: list[Any] = []
+    t = threading.Thread(target=lambda: out.append(fn()))
+    t.start()
+    t.join()
+    return out[0]
+
+
+def _statements(engine: Engine) -> list[str]:
+    seen: list[str] = []
+    sa_event.listen(engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    return seen
+
+
+def _appended(engine: Engine, **kw: Any) -> tuple[int, int]:
+    """Append one event in a transaction of its own; its (chain, seq)."""
+    e = make_event(**kw)
+    with engine.begin() as conn:
+        append(conn, e)
     with engine.connect() as conn:
-        chains = {r for (r,) in conn.execute(select(audit_events.c.chain_id).distinct())}
-    assert len(chains) > 1
+        row = conn.execute(
+            select(audit_events.c.chain_id, audit_events.c.seq).where(
+                audit_events.c.request_id == e.request_id
+            )
+        ).one()
+    return int(row.chain_id), int(row.seq)
+
+
+def test_sqlite_appends_to_the_requests_chain(sqlite_engine: Engine) -> None:
+    engine = sqlite_engine  # its writers are serialised whatever the chain
+    for _ in range(20):
+        e = make_event()
+        with engine.begin() as conn:
+            append(conn, e)
+        assert chain_rows(engine, chain_for(e.request_id, CHAINS))[-1]["request_id"] == (
+            e.request_id
+        )
+
+
+def test_postgresql_threads_of_a_process_keep_chains_of_their_own(pg_engine: Engine) -> None:
+    engine = pg_engine
+    barrier = threading.Barrier(4)
+
+    def worker() -> set[int]:
+        barrier.wait()  # all four hold a chain at once
+        chains = {_appended(engine)[0] for _ in range(10)}
+        barrier.wait()
+        return chains
+
+    results: list[set[int]] = []
+    pool = [threading.Thread(target=lambda: results.append(worker())) for _ in range(4)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert all(len(chains) == 1 for chains in results), results
+    assert len(set().union(*results)) == 4
+    with engine.connect() as conn:
+        assert verify(conn).ok
+
+
+def test_postgresql_appends_after_the_first_take_one_statement(pg_engine: Engine) -> None:
+    # (SQLite holds the write lock already: reading the head there costs no round trip.)
+    engine = pg_engine
+    with engine.begin() as conn:
+        ensure_chains(conn, CHAINS)
+
+    def run() -> list[list[str]]:
+        seen = _statements(engine)
+        per_append = []
+        for _ in range(3):
+            seen.clear()
+            _appended(engine)
+            per_append.append([s for s in seen if "audit_chain_heads" in s])
+        return per_append
+
+    first, second, third = _in_thread(run)
+    assert len(first) == 2 and "FOR UPDATE" in first[0]  # lock and read the head, then write
+    assert len(second) == len(third) == 1  # the head this thread wrote, moved if unchanged
+    with engine.connect() as conn:
+        assert verify(conn).ok
+
+
+def test_postgresql_a_head_moved_by_another_writer_is_read_again_and_the_thread_moves_on(
+    pg_engine: Engine,
+) -> None:
+    engine = pg_engine
+    seen = _statements(engine)
+
+    def thread_a() -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], int]:
+        first = _appended(engine)
+        # Another process (here a thread that names the chain) writes this chain meanwhile.
+        _in_thread(lambda: _appended_on(engine, first[0]))
+        seen.clear()
+        second = _appended(engine)
+        head_statements = len([s for s in seen if "audit_chain_heads" in s])
+        third = _appended(engine)
+        return first, second, third, head_statements
+
+    first, second, third, head_statements = _in_thread(thread_a)
+    assert second == (first[0], 3)  # linked after the other writer's event, no gap
+    assert head_statements == 3  # the conditional move found it moved; lock, read, write
+    assert third[0] != first[0]  # the thread left the chain it shares with another writer
+    with engine.connect() as conn:
+        report = verify(conn)
+    assert report.ok and report.events == 4
+
+
+def _appended_on(engine: Engine, chain: int) -> None:
+    with engine.begin() as conn:
+        append(conn, make_event(), chain=chain)
 
 
 def test_appends_that_commit_during_verification_are_not_taken_for_insertions(
