@@ -17,9 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.conftest import _free_port, create_pg_database, drop_pg_database
 
 from carenet.store.migrate import upgrade
-from tests.conftest import _free_port, create_pg_database, drop_pg_database
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads connections from Linux's /proc"
