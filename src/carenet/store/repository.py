@@ -42,7 +42,14 @@ from carenet.store import indexer
 from carenet.store import search as search_mod
 from carenet.store.engine import value_plans
 from carenet.store.protection import ResourceProtection
-from carenet.store.schema import idx_date, idx_reference, metadata, resource_history, resources
+from carenet.store.schema import (
+    INDEX_TABLES,
+    idx_date,
+    idx_reference,
+    metadata,
+    resource_history,
+    resources,
+)
 
 
 def now_ms() -> int:
@@ -188,6 +195,10 @@ class Repository:
         # transaction Bundles fast; anything that reads flushes first.
         self._buffer: dict[str, list[dict[str, Any]]] = {}
         self._buffered_keys: set[tuple[str, str]] = set()
+        # Resources written over (updated, deleted) whose stored index rows the next flush
+        # removes before it inserts the buffered ones: on PostgreSQL in the same statement,
+        # one round trip fewer per update.
+        self._stale: dict[tuple[str, str], None] = {}
         # (version, deleted) of the rows this transaction has locked (read for update or
         # written), so that a read-for-update followed by an update reads the row once. Every
         # version write still checks the previous version (_WRITE_VERSION), so a stale entry
@@ -197,28 +208,56 @@ class Repository:
     # ---------------------------------------------------------------- buffering
 
     def flush(self) -> None:
-        if not self._buffer:
+        if not self._buffer and not self._stale:
             return
+        stale = list(self._stale)
         order = ["resources", "resource_history"] + sorted(
             k for k in self._buffer if k.startswith("idx_")
         )
         if self.is_postgres:
-            self._insert_all_pg([(name, self._buffer.get(name)) for name in order])
+            self._write_all_pg(stale, [(name, self._buffer.get(name)) for name in order])
         else:
+            if stale:
+                indexer.delete_rows(self.conn, stale)
             for name in order:
                 rows = self._buffer.get(name)
                 if rows:
                     self.conn.execute(insert(metadata.tables[name]), rows)
         self._buffer.clear()
         self._buffered_keys.clear()
+        self._stale.clear()
 
-    def _insert_all_pg(self, batches: list[tuple[str, list[dict[str, Any]] | None]]) -> None:
+    def _write_all_pg(
+        self,
+        stale: list[tuple[str, str]],
+        batches: list[tuple[str, list[dict[str, Any]] | None]],
+    ) -> None:
         """Every buffered row in one statement and one round trip: each table's rows go as one
         JSON array parameter (serialised by orjson, in C) into an INSERT in a WITH clause.
         A COPY per table took two round trips each, and the per-statement overhead on both
-        sides was most of the cost of writing a transaction Bundle."""
+        sides was most of the cost of writing a transaction Bundle.
+
+        The index rows of the resources written over go in the same statement: every part of
+        it sees the rows as they were when it began, so its DELETEs remove the old index rows
+        and never the ones its INSERTs add."""
         parts: list[str] = []
-        params: list[Json] = []
+        params: list[Any] = []
+        if len(stale) == 1:  # one update (a Slot taken at release time): plain equalities
+            for n, table in enumerate(INDEX_TABLES.values()):
+                parts.append(
+                    f"d{n} AS (DELETE FROM {table.name} WHERE res_type = %s AND res_id = %s)"
+                )
+                params.extend(stale[0])
+        elif stale:
+            params.append(Json([{"t": t, "i": i} for t, i in stale], dumps=_rows_json))
+            parts.append(
+                "stale AS (SELECT t, i FROM json_to_recordset(%s::json) AS k(t text, i text))"
+            )
+            parts.extend(
+                f"d{n} AS (DELETE FROM {table.name} x USING stale "
+                "WHERE x.res_type = stale.t AND x.res_id = stale.i)"
+                for n, table in enumerate(INDEX_TABLES.values())
+            )
         for name, rows in batches:
             if not rows:
                 continue
@@ -232,13 +271,14 @@ class Repository:
             self.conn.exec_driver_sql("WITH " + ", ".join(parts) + " SELECT 1", tuple(params))
 
     def has_buffered(self) -> bool:
-        return bool(self._buffer)
+        return bool(self._buffer or self._stale)
 
     def discard_buffer(self) -> None:
         """Forget what was not written yet (a savepoint rolled back: a batch entry failed);
         the locks known from inside it are forgotten too."""
         self._buffer.clear()
         self._buffered_keys.clear()
+        self._stale.clear()
         self._locked.clear()
 
     def _add(self, table: str, rows: list[dict[str, Any]]) -> None:
@@ -341,8 +381,9 @@ class Repository:
         """Write version ``version`` (> 1) over an existing row; resource None deletes."""
         key = (res_type, res_id)
         if key in self._buffered_keys:
-            # Its previous version's index rows are still in the buffer: write them first, so
-            # that delete_rows below removes them (else they would outlive their version).
+            # Its row or its previous version's index rows are still in the buffer: write
+            # them first (the UPDATE below needs the row; the flush after it removes every
+            # index row stored by then, else these would outlive their version).
             self.flush()
         ms = self.clock()
         stored = self._stamp(resource, res_id, version, ms) if resource is not None else None
@@ -378,7 +419,7 @@ class Repository:
                 }
             ],
         )
-        indexer.delete_rows(self.conn, [(res_type, res_id)])
+        self._stale[key] = None  # its stored index rows go at the next flush
         if stored is not None:
             for table, rows in indexer.rows_for(stored, tz=self.tz, blind=self._blind).items():
                 self._add(table, rows)

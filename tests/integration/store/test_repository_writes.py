@@ -1,0 +1,121 @@
+"""The index rows of a resource written over go at the next flush, on PostgreSQL in the same
+statement as the rows of its new version; what reads within the transaction sees, and what a
+rolled-back savepoint forgets, on each database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, event, func, select
+from tests.integration.store.test_repository_locks import patient, stored_patient
+
+from carenet.store.schema import INDEX_TABLES
+
+
+@contextmanager
+def index_statements(conn: Connection) -> Iterator[list[str]]:
+    """The statements that touch an index table, while the block runs."""
+    seen: list[str] = []
+
+    def record(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        if " idx_" in statement:
+            seen.append(statement)
+
+    event.listen(conn, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(conn, "before_cursor_execute", record)
+
+
+def index_rows(conn: Connection, res_id: str) -> int:
+    return sum(
+        int(conn.execute(select(func.count()).where(t.c.res_id == res_id)).scalar_one())
+        for t in INDEX_TABLES.values()
+    )
+
+
+def families(repo: Any, *names: str) -> dict[str, list[str]]:
+    return {n: [m["id"] for m in repo.search("Patient", [("family", n)]).matches] for n in names}
+
+
+def test_an_update_replaces_its_index_rows_at_the_flush(engine: Engine) -> None:
+    with engine.begin() as conn:
+        repo, pid = stored_patient(conn)
+        stored = index_rows(conn, pid)
+        with index_statements(conn) as statements:
+            current = repo.read_for_update("Patient", pid)
+            repo.update("Patient", pid, {**current, "name": [{"family": "李"}]})
+            assert statements == []  # nothing yet: the old rows go with the flush
+            repo.flush()
+        if engine.dialect.name == "postgresql":
+            # One round trip: the old rows deleted and the new ones inserted together.
+            assert len(statements) == 1
+            assert "DELETE FROM idx_string" in statements[0]
+            assert "INSERT INTO idx_string" in statements[0]
+        assert index_rows(conn, pid) == stored  # the same parameters, one set of rows
+        assert families(repo, "王", "李") == {"王": [], "李": [pid]}
+
+
+def test_a_search_after_an_update_in_the_same_transaction_sees_only_the_new_version(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        repo, pid = stored_patient(conn)
+        current = repo.read_for_update("Patient", pid)
+        v2, _ = repo.update("Patient", pid, {**current, "name": [{"family": "李"}]})
+        assert families(repo, "王", "李") == {"王": [], "李": [pid]}
+        # A second update after that flush, then a delete: each replaces what is stored.
+        repo.update("Patient", pid, {**v2, "name": [{"family": "赵"}]})
+        assert families(repo, "李", "赵") == {"李": [], "赵": [pid]}
+        assert repo.delete("Patient", pid) is True
+        assert families(repo, "赵") == {"赵": []}
+        assert index_rows(conn, pid) == 0
+
+
+def test_two_updates_without_a_flush_leave_only_the_last_versions_rows(engine: Engine) -> None:
+    with engine.begin() as conn:
+        repo, pid = stored_patient(conn)
+        stored = index_rows(conn, pid)
+        v2, _ = repo.update("Patient", pid, {**patient("李"), "id": pid})
+        repo.update("Patient", pid, {**v2, "name": [{"family": "赵"}]}, if_match=2)
+        repo.flush()
+        assert families(repo, "王", "李", "赵") == {"王": [], "李": [], "赵": [pid]}
+        assert index_rows(conn, pid) == stored
+
+
+def test_an_update_in_a_rolled_back_savepoint_leaves_the_stored_rows(engine: Engine) -> None:
+    with engine.begin() as conn:
+        repo, pid = stored_patient(conn)
+        stored = index_rows(conn, pid)
+        savepoint = conn.begin_nested()
+        repo.update("Patient", pid, {**patient("李"), "id": pid})
+        savepoint.rollback()  # a batch entry failed after its update
+        repo.discard_buffer()
+        repo.flush()
+        # The version 1 rows the savepoint was to replace are still there, and only they.
+        assert index_rows(conn, pid) == stored
+        assert families(repo, "王", "李") == {"王": [pid], "李": []}
+
+
+def test_updates_of_several_resources_replace_each_ones_rows(engine: Engine) -> None:
+    with engine.begin() as conn:
+        repo, first = stored_patient(conn)
+        second = str(repo.create("Patient", patient("王"))["id"])
+        untouched = str(repo.create("Patient", patient("王"))["id"])
+        repo.flush()
+        stored = index_rows(conn, first)
+        with index_statements(conn) as statements:
+            repo.update("Patient", first, {**patient("李"), "id": first})
+            repo.update("Patient", second, {**patient("赵"), "id": second})
+            repo.flush()
+        if engine.dialect.name == "postgresql":
+            assert len(statements) == 1
+        assert families(repo, "王", "李", "赵") == {
+            "王": [untouched],
+            "李": [first],
+            "赵": [second],
+        }
+        assert index_rows(conn, first) == index_rows(conn, second) == stored
