@@ -60,6 +60,9 @@ class Provider(Protocol):
 
 
 CHANNELS = frozenset({"sms"})
+# Built once: a statement built per message is compiled, or at least cache-keyed, per message
+# (every booking queues one at release time).
+_QUEUE = insert(notify_outbox)
 
 
 class OutboxNotifier:
@@ -78,17 +81,18 @@ class OutboxNotifier:
             raise ValueError(f"unknown notification template {template!r}")
         message_id = str(uuid.uuid4())
         conn.execute(
-            insert(notify_outbox).values(
-                id=message_id,
-                channel=channel,
-                to_index=self.sealer.blind_index(to, field=channel),
-                to_enc=self.sealer.encrypt(to, field=channel),
-                template=template,
-                params_enc=self.sealer.encrypt(orjson.dumps(params).decode(), field="notify"),
-                status="pending",
-                attempts=0,
-                created=self.clock(),
-            )
+            _QUEUE,
+            {
+                "id": message_id,
+                "channel": channel,
+                "to_index": self.sealer.blind_index(to, field=channel),
+                "to_enc": self.sealer.encrypt(to, field=channel),
+                "template": template,
+                "params_enc": self.sealer.encrypt(orjson.dumps(params).decode(), field="notify"),
+                "status": "pending",
+                "attempts": 0,
+                "created": self.clock(),
+            },
         )
         return message_id
 
