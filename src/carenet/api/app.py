@@ -40,6 +40,7 @@ from carenet.config import Settings
 from carenet.fhir import outcomes
 from carenet.fhir.jsonparse import parse_json
 from carenet.fhir.outcomes import OperationOutcomeError
+from carenet.fhir.preload import preload
 from carenet.store.repository import Repository
 from carenet.store.uow import Store, UnitOfWork
 
@@ -130,6 +131,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Before the first request, not inside it: at a release time right after a start, the
+        # requests queued behind the first write of each process waited for these tables.
+        await asyncio.get_running_loop().run_in_executor(executor, preload)
         yield
         executor.shutdown(wait=False, cancel_futures=True)
 
