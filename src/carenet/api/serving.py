@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import signal
 import socket
-import threading
+import sys
+import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -29,9 +30,10 @@ from uvicorn.supervisors import Multiprocess
 
 log = logging.getLogger(__name__)
 
-# Linux, the BSDs and macOS have it; where it is missing, `carenet serve` falls back to
+# Linux balances a SO_REUSEPORT group's connections over its sockets; macOS and FreeBSD (which
+# has SO_REUSEPORT_LB for that) give them all to one, so elsewhere `carenet serve` keeps
 # uvicorn's shared socket.
-REUSE_PORT = hasattr(socket, "SO_REUSEPORT")
+REUSE_PORT = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
 def serve_workers(app: str, host: str, port: int, workers: int) -> int:
@@ -47,10 +49,18 @@ def serve_workers(app: str, host: str, port: int, workers: int) -> int:
 
 
 def listening_sockets(host: str, port: int, count: int, backlog: int) -> list[socket.socket]:
-    """``count`` sockets listening on one address, the kernel balancing new connections."""
+    """``count`` sockets listening on one address, the kernel balancing new connections.
+
+    OSError (address in use) if anything listens there already, even another SO_REUSEPORT
+    group of the same user (an old server still running), which would otherwise silently
+    share the connections."""
     if count < 1:
         raise ValueError("at least one socket")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))  # without SO_REUSEPORT: fails if anything listens
+        port = probe.getsockname()[1]  # port 0: the free port found, for the whole group
     sockets: list[socket.socket] = []
     try:
         for _ in range(count):
@@ -58,8 +68,7 @@ def listening_sockets(host: str, port: int, count: int, backlog: int) -> list[so
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            # Port 0 asks for a free port: the first socket's, then the same for the others.
-            sock.bind((host, port or sockets[0].getsockname()[1]))
+            sock.bind((host, port))
             sock.listen(backlog)
             sock.set_inheritable(True)
     except OSError:
@@ -70,29 +79,44 @@ def listening_sockets(host: str, port: int, count: int, backlog: int) -> list[so
 
 
 class Workers:
-    """Starts one uvicorn worker per socket and keeps them running until SIGINT or SIGTERM."""
+    """Starts one uvicorn worker per socket and keeps them running: SIGINT, SIGTERM or SIGQUIT
+    stop them all; SIGHUP replaces them one by one (each socket keeps its queued connections
+    meanwhile). A worker that exits is replaced; one that hangs is not detected (uvicorn's own
+    supervisor pings its workers; this one does not yet)."""
 
     def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
         self.config = config
         self.sockets = sockets
         self.processes: list[BaseProcess] = []
-        self.should_exit = threading.Event()
+        self.signals: list[int] = []  # appended by the handler, handled by the loop
 
     def run(self) -> int:
         """Serve until told to stop; the exit status (non-zero if a worker could not start)."""
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._stop)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP):
+            signal.signal(sig, self._queue)
         status = 0
         try:
-            self.processes = [self._start(sock) for sock in self.sockets]
-            while not self.should_exit.wait(0.5):
+            for sock in self.sockets:
+                self.processes.append(self._start(sock))
+            while status == 0 and not self._stopping():
+                time.sleep(0.5)
                 status = self._keep_alive()
         finally:
             self._terminate()
         return status
 
-    def _stop(self, signum: int, frame: FrameType | None) -> None:
-        self.should_exit.set()
+    def _queue(self, signum: int, frame: FrameType | None) -> None:
+        # Only a list append: a signal handler must not take a lock the interrupted code holds.
+        self.signals.append(signum)
+
+    def _stopping(self) -> bool:
+        while self.signals:
+            sig = self.signals.pop(0)
+            if sig == signal.SIGHUP:
+                self._restart()
+            else:
+                return True
+        return False
 
     def _start(self, sock: socket.socket) -> BaseProcess:
         server = uvicorn.Server(self.config)
@@ -108,20 +132,31 @@ class Workers:
             if process.exitcode == STARTUP_FAILURE:
                 # The app, its database or its settings are broken: every restart would fail.
                 log.error("worker %s failed to start; stopping", process.pid)
-                self.should_exit.set()
                 return STARTUP_FAILURE
+            if self.signals:
+                return 0  # a stop may be why it exited (Ctrl-C reaches every process)
             log.warning("worker %s exited (%s); starting another", process.pid, process.exitcode)
             self.processes[i] = self._start(self.sockets[i])
         return 0
+
+    def _restart(self) -> None:
+        for i, process in enumerate(self.processes):
+            self._stop_process(process)
+            self.processes[i] = self._start(self.sockets[i])
+
+    def _stop_process(self, process: BaseProcess) -> None:
+        if process.is_alive():
+            process.terminate()
+        process.join(timeout=self.config.timeout_graceful_shutdown or 30)
+        if process.is_alive():
+            process.kill()
+            process.join()
 
     def _terminate(self) -> None:
         for process in self.processes:
             if process.is_alive():
                 process.terminate()
         for process in self.processes:
-            process.join(timeout=self.config.timeout_graceful_shutdown or 30)
-            if process.is_alive():
-                process.kill()
-                process.join()
+            self._stop_process(process)
         for sock in self.sockets:
             sock.close()

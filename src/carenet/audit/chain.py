@@ -24,6 +24,7 @@ import random
 import threading
 import weakref
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -107,21 +108,23 @@ class _ThreadChain(threading.local):
 
 
 _thread = _ThreadChain()
-_taken: set[int] = set()  # chains held by threads of this process
+_taken: Counter[int] = Counter()  # how many threads of this process hold each chain
 _taken_lock = threading.Lock()
 
 
 def _own_chain(chains: int) -> int:
-    """This thread's chain, taking one that no other thread of this process holds (any, if
-    there are more threads than chains)."""
+    """This thread's chain, taking the least held one (no other thread of this process holds
+    it while there are more chains than threads), never the one it is leaving."""
     if _thread.chain is not None and 0 <= _thread.chain < chains:
         return _thread.chain
-    if _thread.claim is not None:
-        _thread.claim.release()
+    leaving = _thread.claim.chain if _thread.claim is not None else None
     with _taken_lock:
-        free = [c for c in range(chains) if c not in _taken]
-        chain = random.choice(free or range(chains))  # noqa: S311 - load spreading
-        _taken.add(chain)
+        candidates = [c for c in range(chains) if c != leaving] or [leaving or 0]
+        fewest = min(_taken[c] for c in candidates)
+        chain = random.choice([c for c in candidates if _taken[c] == fewest])  # noqa: S311
+        _taken[chain] += 1
+    if _thread.claim is not None:
+        _thread.claim.release()  # after choosing, so that the chain left is not chosen again
     _thread.claim = _Claim(chain)
     _thread.chain = chain
     return chain
@@ -129,7 +132,9 @@ def _own_chain(chains: int) -> int:
 
 def _release(chain: int) -> None:
     with _taken_lock:
-        _taken.discard(chain)
+        _taken[chain] -= 1
+        if _taken[chain] <= 0:
+            del _taken[chain]
 
 
 def chain_for(request_id: str | None, chains: int = DEFAULT_CHAINS) -> int:

@@ -217,3 +217,29 @@ def test_an_address_in_use_is_a_clear_error(pg_url: str, tmp_path: Path):
     text = log.read_text()
     assert f"cannot listen on 127.0.0.1:{port}" in text
     assert "Address already in use" in text
+
+
+def test_sighup_replaces_every_worker(served: Served):
+    before = served.workers()
+    served.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 90
+    while True:
+        now = served.workers()
+        if len(now) == WORKERS and not now & before:
+            break
+        assert served.proc.poll() is None, served.log.read_text()[-2000:]
+        assert time.monotonic() < deadline, f"not replaced: {before} -> {now}"
+        time.sleep(0.2)
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", served.port), timeout=30) as c:
+            assert _get_on(c) == b"HTTP/1.1 200 OK"
+
+
+def test_a_second_server_on_the_same_port_is_refused(served: Served, pg_url: str, tmp_path: Path):
+    # Another SO_REUSEPORT group of the same user would join the first one's and take a share
+    # of its connections without a word.
+    log = tmp_path / "second.log"
+    second = _serve(pg_url, served.port, log)
+    assert second.wait(timeout=60) == 1
+    assert f"cannot listen on 127.0.0.1:{served.port}" in log.read_text()
+    assert served.workers() and served.proc.poll() is None

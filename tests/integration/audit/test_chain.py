@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +25,7 @@ from carenet.audit import (
     ensure_chains,
     verify,
 )
+from carenet.audit import chain as chain_mod
 from carenet.audit import verification as verify_mod
 from carenet.audit.console import _reader
 from carenet.audit.record import GENESIS_HASH, row_hash
@@ -169,9 +173,37 @@ def test_sqlite_appends_to_the_requests_chain(sqlite_engine: Engine) -> None:
         )
 
 
-def test_postgresql_threads_of_a_process_keep_chains_of_their_own(pg_engine: Engine) -> None:
+@pytest.fixture
+def no_claims(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No chain held by threads of earlier tests."""
+    monkeypatch.setattr(chain_mod, "_taken", Counter())
+
+
+def test_a_thread_that_leaves_its_chain_takes_another(no_claims: None) -> None:
+    def hops() -> list[int]:
+        seen = [chain_mod._own_chain(CHAINS)]
+        for _ in range(200):
+            chain_mod._thread.chain = -1  # as after a head moved by another writer
+            seen.append(chain_mod._own_chain(CHAINS))
+        return seen
+
+    seen = _in_thread(hops)
+    assert all(a != b for a, b in zip(seen, seen[1:], strict=False))
+    assert set(seen) == set(range(CHAINS))
+    # The thread has ended: its claim is released with its thread-local values.
+    for _ in range(200):
+        gc.collect()
+        if sum(chain_mod._taken.values()) == 0:
+            break
+        time.sleep(0.01)
+    assert sum(chain_mod._taken.values()) == 0
+
+
+def test_postgresql_threads_of_a_process_keep_chains_of_their_own(
+    pg_engine: Engine, no_claims: None
+) -> None:
     engine = pg_engine
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(4, timeout=60)
 
     def worker() -> set[int]:
         barrier.wait()  # all four hold a chain at once
@@ -214,7 +246,7 @@ def test_postgresql_appends_after_the_first_take_one_statement(pg_engine: Engine
 
 
 def test_postgresql_a_head_moved_by_another_writer_is_read_again_and_the_thread_moves_on(
-    pg_engine: Engine,
+    pg_engine: Engine, no_claims: None
 ) -> None:
     engine = pg_engine
     seen = _statements(engine)
