@@ -50,38 +50,27 @@ _MOVE_HEAD = (
     .where(audit_chain_heads.c.chain_id == bindparam("cid"))
     .values(seq=bindparam("new_seq"), last_hash=bindparam("new_hash"))
 )
+# One event's columns as parameters e_<column>, typed: psycopg's dialect renders each as
+# $n::TYPE (a bare parameter in a SELECT list would be text); no CAST to the column's type,
+# which would truncate a value too long for it instead of failing.
+_EVENT = {c.name: bindparam(f"e_{c.name}", type_=c.type) for c in audit_events.columns}
 # PostgreSQL: the event insert and the head move in one statement, one round trip fewer while
 # the head is locked.
-_INSERT_AND_MOVE_HEAD = _MOVE_HEAD.add_cte(
-    insert(audit_events)
-    .values({c.name: bindparam(f"e_{c.name}", type_=c.type) for c in audit_events.columns})
-    .cte("new_event")
-)
+_INSERT_AND_MOVE_HEAD = _MOVE_HEAD.add_cte(insert(audit_events).values(_EVENT).cte("new_event"))
 
 # PostgreSQL, the head known: move it if it is still that one, and insert the event only then.
 _MOVE_KNOWN_HEAD = (
-    update(audit_chain_heads)
-    .where(
-        audit_chain_heads.c.chain_id == bindparam("cid"),
+    _MOVE_HEAD.where(
         audit_chain_heads.c.seq == bindparam("known_seq"),
         audit_chain_heads.c.last_hash == bindparam("known_hash"),
     )
-    .values(seq=bindparam("new_seq"), last_hash=bindparam("new_hash"))
     .returning(audit_chain_heads.c.chain_id)
     .cte("moved")
 )
 _APPEND_IF_HEAD_KNOWN = (
     insert(audit_events)
     .add_cte(_MOVE_KNOWN_HEAD)
-    .from_select(
-        [c.name for c in audit_events.columns],
-        # Typed parameters: psycopg's dialect renders each as $n::TYPE (a bare parameter in a
-        # SELECT list would be text); no CAST to the column's type, which would truncate a
-        # value too long for it instead of failing.
-        select(*(bindparam(f"e_{c.name}", type_=c.type) for c in audit_events.columns)).select_from(
-            _MOVE_KNOWN_HEAD
-        ),
-    )
+    .from_select(list(_EVENT), select(*_EVENT.values()).select_from(_MOVE_KNOWN_HEAD))
     # SQLAlchemy keeps an INSERT's row count only when asked to.
     .execution_options(preserve_rowcount=True)
 )
@@ -188,9 +177,9 @@ def append_many(
     known = _thread.heads.pop(chain_id, None) if postgres else None
     if known is not None and len(prepared) == 1:
         rows, move = _link(prepared, chain_id, *known)
-        params = {**{f"e_{k}": v for k, v in rows[0].items()}, **move}
         moved = conn.execute(
-            _APPEND_IF_HEAD_KNOWN, {**params, "known_seq": known[0], "known_hash": known[1]}
+            _APPEND_IF_HEAD_KNOWN,
+            {**_event_params(rows[0], move), "known_seq": known[0], "known_hash": known[1]},
         )
         if moved.rowcount == 1:
             _thread.heads[chain_id] = (move["new_seq"], move["new_hash"])
@@ -207,11 +196,16 @@ def append_many(
         # finds the head unmoved, and takes this path again.
         _thread.heads[chain_id] = (move["new_seq"], move["new_hash"])
     if len(rows) == 1 and postgres:
-        conn.execute(_INSERT_AND_MOVE_HEAD, {**{f"e_{k}": v for k, v in rows[0].items()}, **move})
+        conn.execute(_INSERT_AND_MOVE_HEAD, _event_params(rows[0], move))
         return
     # One row goes as a plain execute: the executemany path costs several times more.
     conn.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
     conn.execute(_MOVE_HEAD, move)
+
+
+def _event_params(row: dict[str, Any], move: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of a one-statement append: the event's (``_EVENT``) and the head move's."""
+    return {**{f"e_{k}": v for k, v in row.items()}, **move}
 
 
 def _link(
