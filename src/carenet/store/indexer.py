@@ -16,7 +16,8 @@ from functools import cache, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, delete, text
+import orjson
+from sqlalchemy import Connection, delete
 
 from carenet.fhir.extract import compile_expression, root_elements
 from carenet.fhir.searchparams import SearchParam, params_for, resource_types
@@ -498,11 +499,12 @@ def _component_values(p: SearchParam, element: dict[str, Any]) -> list[list[Any]
 
 def delete_rows(conn: Connection, keys: list[tuple[str, str]]) -> None:
     """Remove every index row of the given (res_type, res_id) pairs."""
-    if len(keys) == 1 and conn.dialect.name == "postgresql":
-        # An update of one resource (a Slot taken at release time): every table in one
-        # statement and one round trip, instead of one DELETE per index table.
-        rtype, rid = keys[0]
-        conn.execute(_delete_one_pg(), {"t": rtype, "i": rid})
+    if not keys:
+        return
+    if conn.dialect.name == "postgresql":
+        # Every table in one statement and one round trip, not one DELETE per index table.
+        parts, params = delete_parts_pg(keys)
+        conn.exec_driver_sql("WITH " + ", ".join(parts) + " SELECT 1", tuple(params))
         return
     by_type: dict[str, list[str]] = {}
     for rtype, rid in keys:
@@ -517,14 +519,23 @@ def delete_rows(conn: Connection, keys: list[tuple[str, str]]) -> None:
                 )
 
 
-@cache
-def _delete_one_pg() -> Any:
-    # The tables in the same order as the per-table path above (one lock order for both).
-    parts = ", ".join(
-        f"d{n} AS (DELETE FROM {t.name} WHERE res_type = :t AND res_id = :i)"
-        for n, t in enumerate(INDEX_TABLES.values())
+def delete_parts_pg(keys: list[tuple[str, str]]) -> tuple[list[str], list[Any]]:
+    """WITH-clause parts (``d0 AS (DELETE ...)``, ...) that remove every index row of the
+    given (res_type, res_id) pairs on PostgreSQL, and their positional (%s) parameters: for a
+    statement of their own, or beside the INSERTs of a flush (Repository._write_all_pg). The
+    tables in the same order as the per-table path of delete_rows (one lock order for both)."""
+    if len(keys) == 1:  # one update (a Slot taken at release time): plain equalities
+        return [
+            f"d{n} AS (DELETE FROM {table.name} WHERE res_type = %s AND res_id = %s)"
+            for n, table in enumerate(INDEX_TABLES.values())
+        ], [value for _ in INDEX_TABLES for value in keys[0]]
+    parts = ["stale AS (SELECT t, i FROM json_to_recordset(%s::json) AS k(t text, i text))"]
+    parts.extend(
+        f"d{n} AS (DELETE FROM {table.name} x USING stale "
+        "WHERE x.res_type = stale.t AND x.res_id = stale.i)"
+        for n, table in enumerate(INDEX_TABLES.values())
     )
-    return text(f"WITH {parts} SELECT 1")
+    return parts, [orjson.dumps([{"t": t, "i": i} for t, i in keys]).decode()]
 
 
 _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}

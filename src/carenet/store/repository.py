@@ -42,14 +42,7 @@ from carenet.store import indexer
 from carenet.store import search as search_mod
 from carenet.store.engine import value_plans
 from carenet.store.protection import ResourceProtection
-from carenet.store.schema import (
-    INDEX_TABLES,
-    idx_date,
-    idx_reference,
-    metadata,
-    resource_history,
-    resources,
-)
+from carenet.store.schema import idx_date, idx_reference, metadata, resource_history, resources
 
 
 def now_ms() -> int:
@@ -240,24 +233,7 @@ class Repository:
         The index rows of the resources written over go in the same statement: every part of
         it sees the rows as they were when it began, so its DELETEs remove the old index rows
         and never the ones its INSERTs add."""
-        parts: list[str] = []
-        params: list[Any] = []
-        if len(stale) == 1:  # one update (a Slot taken at release time): plain equalities
-            for n, table in enumerate(INDEX_TABLES.values()):
-                parts.append(
-                    f"d{n} AS (DELETE FROM {table.name} WHERE res_type = %s AND res_id = %s)"
-                )
-                params.extend(stale[0])
-        elif stale:
-            params.append(Json([{"t": t, "i": i} for t, i in stale], dumps=_rows_json))
-            parts.append(
-                "stale AS (SELECT t, i FROM json_to_recordset(%s::json) AS k(t text, i text))"
-            )
-            parts.extend(
-                f"d{n} AS (DELETE FROM {table.name} x USING stale "
-                "WHERE x.res_type = stale.t AND x.res_id = stale.i)"
-                for n, table in enumerate(INDEX_TABLES.values())
-            )
+        parts, params = indexer.delete_parts_pg(stale) if stale else ([], [])
         for name, rows in batches:
             if not rows:
                 continue
