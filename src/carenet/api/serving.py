@@ -147,16 +147,20 @@ class Workers:
     def _stop_process(self, process: BaseProcess) -> None:
         if process.is_alive():
             process.terminate()
+        self._reap(process)
+
+    def _reap(self, process: BaseProcess) -> None:
+        """Wait for a terminated worker to finish its requests; kill it if it does not."""
         process.join(timeout=self.config.timeout_graceful_shutdown or 30)
         if process.is_alive():
             process.kill()
             process.join()
 
     def _terminate(self) -> None:
-        for process in self.processes:
+        for process in self.processes:  # all at once, so that they shut down together
             if process.is_alive():
                 process.terminate()
         for process in self.processes:
-            self._stop_process(process)
+            self._reap(process)
         for sock in self.sockets:
             sock.close()
