@@ -22,6 +22,7 @@ from carenet.access.clients import secret_hash
 from carenet.access.oauth_schema import oauth_clients, oauth_tokens
 from carenet.access.schema import accounts, guardianships
 from carenet.access.scopes import Scope, parse_scopes
+from carenet.store.direct import Prebuilt
 
 TOKEN_BYTES = 32
 
@@ -262,7 +263,7 @@ def _principal_statement() -> Any:
 
 
 # Built once: building the expression anew cost more CPU than PostgreSQL spends running it.
-_PRINCIPAL = _principal_statement()
+_PRINCIPAL = Prebuilt(_principal_statement())
 
 
 def principal_for_token(conn: Connection, token: str, now: int) -> Principal:
@@ -274,7 +275,7 @@ def principal_for_token(conn: Connection, token: str, now: int) -> Principal:
     once, so each round trip here is paid a thousand times."""
     if not token or len(token) > 512:
         raise oauth_errors.token_invalid()
-    row = conn.execute(_PRINCIPAL, {"digest": secret_hash(token), "now": now}).first()
+    row = _PRINCIPAL.run(conn, {"digest": secret_hash(token), "now": now}).first()
     # A refresh token presented as an access token matches no access_hash: invalid, as it is.
     if row is None or row.revoked_at is not None:
         raise oauth_errors.token_invalid()

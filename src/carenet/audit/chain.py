@@ -34,6 +34,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from carenet.audit.record import GENESIS_HASH, AuditRecord, CanonicalTemplate, chain_hash
 from carenet.audit.schema import audit_chain_heads, audit_events
+from carenet.store.direct import Prebuilt
 
 DEFAULT_CHAINS = 8
 _TX_CHAIN_KEY = "carenet.audit.chain"
@@ -74,6 +75,11 @@ _APPEND_IF_HEAD_KNOWN = (
     # SQLAlchemy keeps an INSERT's row count only when asked to.
     .execution_options(preserve_rowcount=True)
 )
+# The statements of every append, run on the driver's cursor on PostgreSQL (store/direct.py).
+_RUN_LOCK_HEAD = Prebuilt(_LOCK_HEAD)
+_RUN_MOVE_HEAD = Prebuilt(_MOVE_HEAD)
+_RUN_INSERT_AND_MOVE_HEAD = Prebuilt(_INSERT_AND_MOVE_HEAD)
+_RUN_APPEND_IF_HEAD_KNOWN = Prebuilt(_APPEND_IF_HEAD_KNOWN)
 
 
 class _Claim:
@@ -177,8 +183,8 @@ def append_many(
     known = _thread.heads.pop(chain_id, None) if postgres else None
     if known is not None and len(prepared) == 1:
         rows, move = _link(prepared, chain_id, *known)
-        moved = conn.execute(
-            _APPEND_IF_HEAD_KNOWN,
+        moved = _RUN_APPEND_IF_HEAD_KNOWN.run(
+            conn,
             {**_event_params(rows[0], move), "known_seq": known[0], "known_hash": known[1]},
         )
         if moved.rowcount == 1:
@@ -196,11 +202,11 @@ def append_many(
         # finds the head unmoved, and takes this path again.
         _thread.heads[chain_id] = (move["new_seq"], move["new_hash"])
     if len(rows) == 1 and postgres:
-        conn.execute(_INSERT_AND_MOVE_HEAD, _event_params(rows[0], move))
+        _RUN_INSERT_AND_MOVE_HEAD.run(conn, _event_params(rows[0], move))
         return
     # One row goes as a plain execute: the executemany path costs several times more.
     conn.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
-    conn.execute(_MOVE_HEAD, move)
+    _RUN_MOVE_HEAD.run(conn, move)
 
 
 def _event_params(row: dict[str, Any], move: dict[str, Any]) -> dict[str, Any]:
@@ -260,10 +266,10 @@ def _chain_of_transaction(
 
 
 def _lock_head(conn: Connection, chain_id: int) -> tuple[int, str]:
-    row = conn.execute(_LOCK_HEAD, {"cid": chain_id}).first()
+    row = _RUN_LOCK_HEAD.run(conn, {"cid": chain_id}).first()
     if row is None:
         _create_head(conn, chain_id)
-        row = conn.execute(_LOCK_HEAD, {"cid": chain_id}).one()
+        row = _RUN_LOCK_HEAD.run(conn, {"cid": chain_id}).one()
     return int(row.seq), str(row.last_hash)
 
 

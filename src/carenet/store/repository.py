@@ -40,6 +40,7 @@ from carenet.fhir.outcomes import OperationOutcomeError
 from carenet.fhir.validation import assert_valid
 from carenet.store import indexer
 from carenet.store import search as search_mod
+from carenet.store.direct import Prebuilt, run_sql
 from carenet.store.engine import value_plans
 from carenet.store.protection import ResourceProtection
 from carenet.store.schema import idx_date, idx_reference, metadata, resource_history, resources
@@ -84,11 +85,12 @@ class HistoryPage:
 
 
 # The statement of every read by id, built once (building it was a tenth of a read's CPU).
-_CURRENT_ROW = select(resources.c.version, resources.c.deleted, resources.c.content).where(
+_CURRENT = select(resources.c.version, resources.c.deleted, resources.c.content).where(
     resources.c.res_type == bindparam("t"), resources.c.res_id == bindparam("i")
 )
-_CURRENT_ROW_FOR_UPDATE = _CURRENT_ROW.with_for_update()
-_WRITE_VERSION = (
+_CURRENT_ROW = Prebuilt(_CURRENT)
+_CURRENT_ROW_FOR_UPDATE = Prebuilt(_CURRENT.with_for_update())
+_WRITE_VERSION = Prebuilt(
     update(resources)
     .where(
         resources.c.res_type == bindparam("t"),
@@ -106,7 +108,7 @@ _WRITE_VERSION = (
 
 # Resources of one type whose reference parameter points at one target, and whose date
 # parameter reaches ``since`` or later (Repository.referencing): built once, like the reads.
-_REFERENCING = (
+_REFERENCING = Prebuilt(
     select(resources.c.content)
     .where(
         resources.c.res_type == bindparam("t"),
@@ -138,24 +140,26 @@ _REFERENCING = (
 # A resource and the current resources one of its reference parameters points at
 # (Repository.read_with_targets): the read by id and an _include in one round trip.
 _target = resources.alias("target")
-_WITH_TARGETS = union_all(
-    select(
-        resources.c.res_type, resources.c.res_id, resources.c.deleted, resources.c.content
-    ).where(resources.c.res_type == bindparam("t"), resources.c.res_id == bindparam("i")),
-    select(_target.c.res_type, _target.c.res_id, _target.c.deleted, _target.c.content)
-    .select_from(
-        idx_reference.join(
-            _target,
-            (_target.c.res_type == idx_reference.c.target_type)
-            & (_target.c.res_id == idx_reference.c.target_id),
+_WITH_TARGETS = Prebuilt(
+    union_all(
+        select(
+            resources.c.res_type, resources.c.res_id, resources.c.deleted, resources.c.content
+        ).where(resources.c.res_type == bindparam("t"), resources.c.res_id == bindparam("i")),
+        select(_target.c.res_type, _target.c.res_id, _target.c.deleted, _target.c.content)
+        .select_from(
+            idx_reference.join(
+                _target,
+                (_target.c.res_type == idx_reference.c.target_type)
+                & (_target.c.res_id == idx_reference.c.target_id),
+            )
         )
+        .where(
+            idx_reference.c.res_type == bindparam("t"),
+            idx_reference.c.res_id == bindparam("i"),
+            idx_reference.c.param == bindparam("p"),
+            _target.c.deleted == false(),
+        ),
     )
-    .where(
-        idx_reference.c.res_type == bindparam("t"),
-        idx_reference.c.res_id == bindparam("i"),
-        idx_reference.c.param == bindparam("p"),
-        _target.c.deleted == false(),
-    ),
 )
 
 
@@ -244,7 +248,7 @@ class Repository:
             )
             params.append(Json(rows, dumps=_rows_json))
         if parts:
-            self.conn.exec_driver_sql("WITH " + ", ".join(parts) + " SELECT 1", tuple(params))
+            run_sql(self.conn, "WITH " + ", ".join(parts) + " SELECT 1", params, prepare=None)
 
     def has_buffered(self) -> bool:
         return bool(self._buffer or self._stale)
@@ -299,7 +303,7 @@ class Repository:
         if (res_type, res_id) in self._buffered_keys:
             self.flush()
         q = _CURRENT_ROW_FOR_UPDATE if lock and self.is_postgres else _CURRENT_ROW
-        row = self.conn.execute(q, {"t": res_type, "i": res_id}).first()
+        row = q.run(self.conn, {"t": res_type, "i": res_id}).first()
         if lock and row is not None:
             self._locked[(res_type, res_id)] = (row.version, row.deleted)
         return row
@@ -364,8 +368,8 @@ class Repository:
         ms = self.clock()
         stored = self._stamp(resource, res_id, version, ms) if resource is not None else None
         content = self._content(stored) if stored is not None else None
-        result = self.conn.execute(
-            _WRITE_VERSION,
+        result = _WRITE_VERSION.run(
+            self.conn,
             {
                 "t": res_type,
                 "i": res_id,
@@ -464,7 +468,7 @@ class Repository:
         self.flush()  # the targets may have been written by this transaction too
         found: dict[str, dict[str, Any]] = {}
         own = None
-        for row in self.conn.execute(_WITH_TARGETS, {"t": res_type, "i": res_id, "p": param}):
+        for row in _WITH_TARGETS.run(self.conn, {"t": res_type, "i": res_id, "p": param}):
             if row.res_type == res_type and row.res_id == res_id and own is None:
                 own = row
             elif row.content:
@@ -614,8 +618,8 @@ class Repository:
         if not ttype or not tid:
             raise ValueError(f"target must be Type/id, got {target!r}")
         self.flush()
-        rows = self.conn.execute(
-            _REFERENCING,
+        rows = _REFERENCING.run(
+            self.conn,
             {
                 "t": res_type,
                 "p": param,

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from sqlalchemy import Engine, insert
+from tests.conftest import create_pg_database, drop_pg_database
 
 from carenet.store import indexer, schema
 from carenet.store.engine import build_engine
@@ -67,3 +68,14 @@ def engine(db_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def store(engine: Engine) -> Store:
     return Store(engine)
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A new PostgreSQL database (prepared statements, plan reuse and the direct statement
+    path are PostgreSQL's)."""
+    url, name = create_pg_database(pg_server)
+    try:
+        yield url
+    finally:
+        drop_pg_database(pg_server, name)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from tests.conftest import create_pg_database, drop_pg_database
 
 from carenet.store import engine as engine_mod
 from carenet.store.engine import build_engine
@@ -26,16 +24,6 @@ def test_a_database_error_names_the_statement_but_not_its_values(db_url):
         engine.dispose()
     assert "no_such_table" in str(err.value)
     assert "13800138000" not in str(err.value)
-
-
-@pytest.fixture
-def pg_url(pg_server: str) -> Iterator[str]:
-    """A new PostgreSQL database (prepared statements and plan reuse are PostgreSQL's)."""
-    url, name = create_pg_database(pg_server)
-    try:
-        yield url
-    finally:
-        drop_pg_database(pg_server, name)
 
 
 def test_searches_are_planned_with_their_values_and_reads_by_id_are_prepared(pg_url):
@@ -136,7 +124,7 @@ def test_a_patients_appointments_are_found_per_candidate_even_with_a_generic_pla
             repo.flush()
         with engine.begin() as conn:
             conn.execute(text("ANALYZE"))
-        sql = str(_REFERENCING.compile(dialect=engine.dialect))
+        sql = _REFERENCING.plan(engine.dialect).sql
         for i, key in enumerate(("t", "p", "tt", "ti", "dp", "since"), 1):
             sql = sql.replace(f"%({key})s", f"${i}")
         raw = engine.raw_connection()

@@ -10,10 +10,11 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from carenet.adapters.notify.schema import notify_outbox
 from carenet.adapters.notify.templates import TEMPLATES
+from carenet.store.direct import Prebuilt
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,18 @@ class Provider(Protocol):
 CHANNELS = frozenset({"sms"})
 # Built once: a statement built per message is compiled, or at least cache-keyed, per message
 # (every booking queues one at release time).
-_QUEUE = insert(notify_outbox)
+_QUEUED = (
+    "id",
+    "channel",
+    "to_index",
+    "to_enc",
+    "template",
+    "params_enc",
+    "status",
+    "attempts",
+    "created",
+)
+_QUEUE = Prebuilt(insert(notify_outbox).values({c: bindparam(c) for c in _QUEUED}))
 
 
 class OutboxNotifier:
@@ -80,8 +92,8 @@ class OutboxNotifier:
         if template not in TEMPLATES:
             raise ValueError(f"unknown notification template {template!r}")
         message_id = str(uuid.uuid4())
-        conn.execute(
-            _QUEUE,
+        _QUEUE.run(
+            conn,
             {
                 "id": message_id,
                 "channel": channel,
