@@ -84,6 +84,8 @@ class HistoryPage:
     total: int
 
 
+_RESOURCE_TABLES = ("resources", "resource_history")  # flushed first, in this order
+
 # The statement of every read by id, built once (building it was a tenth of a read's CPU).
 _CURRENT = select(resources.c.version, resources.c.deleted, resources.c.content).where(
     resources.c.res_type == bindparam("t"), resources.c.res_id == bindparam("i")
@@ -208,9 +210,7 @@ class Repository:
         if not self._buffer and not self._stale:
             return
         stale = list(self._stale)
-        order = ["resources", "resource_history"] + sorted(
-            k for k in self._buffer if k.startswith("idx_")
-        )
+        order = [*_RESOURCE_TABLES, *sorted(k for k in self._buffer if k not in _RESOURCE_TABLES)]
         if self.is_postgres:
             self._write_all_pg(stale, [(name, self._buffer.get(name)) for name in order])
         else:
@@ -260,6 +260,14 @@ class Repository:
         self._buffered_keys.clear()
         self._stale.clear()
         self._locked.clear()
+
+    def add_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """Rows of one of our own tables (not a resource's: the notification outbox) to write
+        with the next flush, in this transaction: on PostgreSQL in the flush's one statement.
+        A rolled-back savepoint forgets them with the rest of the buffer."""
+        if table in _RESOURCE_TABLES or table.startswith("idx_") or table not in metadata.tables:
+            raise ValueError(f"add_rows does not write {table!r}")
+        self._add(table, rows)
 
     def _add(self, table: str, rows: list[dict[str, Any]]) -> None:
         if rows:

@@ -1,15 +1,19 @@
-"""The index rows of a resource written over go at the next flush, on PostgreSQL in the same
-statement as the rows of its new version; what reads within the transaction sees, and what a
-rolled-back savepoint forgets, on each database."""
+"""The index rows of a resource written over, and rows of our own tables (the notification
+outbox), go at the next flush, on PostgreSQL in the same statement as the rows of its new
+version; what reads within the transaction sees, and what a rolled-back savepoint forgets, on
+each database."""
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from typing import Any
 
+import pytest
 from sqlalchemy import Connection, Engine, func, select
 from tests.integration.store.test_repository_locks import patient, statements, stored_patient
 
+from carenet.adapters.notify import notify_outbox
+from carenet.store.repository import Repository
 from carenet.store.schema import INDEX_TABLES
 
 
@@ -110,3 +114,63 @@ def test_updates_of_several_resources_replace_each_ones_rows(engine: Engine) -> 
             "赵": [second],
         }
         assert index_rows(conn, first) == index_rows(conn, second) == stored
+
+
+def _outbox_row(message_id: str) -> dict[str, Any]:
+    return {
+        "id": message_id,
+        "channel": "sms",
+        "to_index": "idx",
+        "to_enc": "enc",
+        "template": "appointment-booked",
+        "params_enc": "{}",
+        "status": "pending",
+        "attempts": 0,
+        "created": 1,
+    }
+
+
+def _outbox_ids(conn: Connection) -> list[str]:
+    return sorted(conn.execute(select(notify_outbox.c.id)).scalars())
+
+
+def test_rows_of_our_own_tables_go_with_the_flush(engine: Engine) -> None:
+    with engine.begin() as conn:
+        repo, pid = stored_patient(conn)
+        current = repo.read_for_update("Patient", pid)
+        writes = statements(
+            conn, lambda s: not s.startswith("SELECT") and ("notify_outbox" in s or " idx_" in s)
+        )
+        with writes as sent:
+            repo.update("Patient", pid, {**current, "name": [{"family": "李"}]})
+            repo.add_rows("notify_outbox", [_outbox_row("m1"), _outbox_row("m2")])
+            assert sent == [] and _outbox_ids(conn) == []  # buffered
+            repo.flush()
+        assert _outbox_ids(conn) == ["m1", "m2"]
+        assert conn.execute(select(notify_outbox.c.sent_at)).scalars().all() == [None, None]
+        if engine.dialect.name == "postgresql":
+            # One statement: the outbox rows beside the resource's new version and index rows.
+            assert len(sent) == 1
+            assert "INSERT INTO notify_outbox" in sent[0] and "INSERT INTO idx_string" in sent[0]
+
+
+def test_a_rolled_back_savepoint_forgets_its_buffered_rows(engine: Engine) -> None:
+    with engine.begin() as conn:
+        repo, _ = stored_patient(conn)
+        repo.add_rows("notify_outbox", [_outbox_row("kept")])
+        repo.flush()
+        savepoint = conn.begin_nested()
+        repo.add_rows("notify_outbox", [_outbox_row("forgotten")])
+        savepoint.rollback()
+        repo.discard_buffer()
+        repo.flush()
+        assert _outbox_ids(conn) == ["kept"]
+
+
+@pytest.mark.parametrize("table", ["resources", "resource_history", "idx_token", "no_such_table"])
+def test_add_rows_refuses_the_resource_tables_and_unknown_ones(engine: Engine, table: str) -> None:
+    with engine.begin() as conn:
+        repo = Repository(conn, source="test")
+        with pytest.raises(ValueError, match="does not write"):
+            repo.add_rows(table, [{"id": "x"}])
+        assert not repo.has_buffered()

@@ -35,14 +35,29 @@ class Sealer(Protocol):
     def blind_index(self, value: str, *, field: str) -> str: ...
 
 
+class RowBuffer(Protocol):
+    """Holds rows for a table until the transaction's next flush (store.Repository)."""
+
+    def add_rows(self, table: str, rows: list[dict[str, Any]]) -> None: ...
+
+
 class Notifier(Protocol):
     """Sends a message as part of the caller's transaction: it is delivered only if that
     transaction commits (nothing is sent for work that rolled back)."""
 
     def send(
-        self, conn: Connection, channel: str, to: str, template: str, params: dict[str, Any]
+        self,
+        conn: Connection,
+        channel: str,
+        to: str,
+        template: str,
+        params: dict[str, Any],
+        *,
+        buffer: RowBuffer | None = None,
     ) -> str:
-        """Queue a message; returns its message id."""
+        """Queue a message; returns its message id. With ``buffer`` (the transaction's
+        repository) the row goes with the repository's next flush instead of a statement of
+        its own: one round trip fewer for a request that writes resources anyway."""
         ...
 
 
@@ -85,27 +100,35 @@ class OutboxNotifier:
         self.clock = clock
 
     def send(
-        self, conn: Connection, channel: str, to: str, template: str, params: dict[str, Any]
+        self,
+        conn: Connection,
+        channel: str,
+        to: str,
+        template: str,
+        params: dict[str, Any],
+        *,
+        buffer: RowBuffer | None = None,
     ) -> str:
         if channel not in CHANNELS:
             raise ValueError(f"unknown notification channel {channel!r}")
         if template not in TEMPLATES:
             raise ValueError(f"unknown notification template {template!r}")
         message_id = str(uuid.uuid4())
-        _QUEUE.run(
-            conn,
-            {
-                "id": message_id,
-                "channel": channel,
-                "to_index": self.sealer.blind_index(to, field=channel),
-                "to_enc": self.sealer.encrypt(to, field=channel),
-                "template": template,
-                "params_enc": self.sealer.encrypt(orjson.dumps(params).decode(), field="notify"),
-                "status": "pending",
-                "attempts": 0,
-                "created": self.clock(),
-            },
-        )
+        row = {
+            "id": message_id,
+            "channel": channel,
+            "to_index": self.sealer.blind_index(to, field=channel),
+            "to_enc": self.sealer.encrypt(to, field=channel),
+            "template": template,
+            "params_enc": self.sealer.encrypt(orjson.dumps(params).decode(), field="notify"),
+            "status": "pending",
+            "attempts": 0,
+            "created": self.clock(),
+        }
+        if buffer is not None:
+            buffer.add_rows(notify_outbox.name, [row])
+        else:
+            _QUEUE.run(conn, row)
         return message_id
 
 

@@ -92,7 +92,9 @@ class SchedulingContext:
             None,
         )
         if self.notifier is not None and phone:
-            self.notifier.send(self.repo.conn, "sms", str(phone), template, params)
+            self.notifier.send(
+                self.repo.conn, "sms", str(phone), template, params, buffer=self.repo
+            )
 
 
 def refuse(findings: list[Finding]) -> outcomes.OperationOutcomeError:
