@@ -92,15 +92,6 @@ _CURRENT = select(resources.c.version, resources.c.deleted, resources.c.content)
 )
 _CURRENT_ROW = Prebuilt(_CURRENT)
 _CURRENT_ROW_FOR_UPDATE = Prebuilt(_CURRENT.with_for_update())
-# Several rows locked in one statement, in the order given (Repository.lock_all): PostgreSQL
-# sorts before it locks, so the ORDER BY is the lock order.
-_LOCK_ALL = Prebuilt(
-    text(
-        "SELECT r.res_type, r.res_id, r.version, r.deleted, r.content "
-        "FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[])) WITH ORDINALITY AS k(t, i, n) "
-        "JOIN resources r ON r.res_type = k.t AND r.res_id = k.i ORDER BY k.n FOR UPDATE OF r"
-    )
-)
 _WRITE_VERSION = Prebuilt(
     update(resources)
     .where(
@@ -503,26 +494,6 @@ class Repository:
         if row is None or row.deleted:
             raise outcomes.not_found(f"{res_type}/{res_id} is not known")
         return self._resource(row.content)
-
-    def lock_all(self, keys: list[tuple[str, str]]) -> list[dict[str, Any] | None]:
-        """``read_for_update`` of several resources, locked in the order of ``keys`` (callers
-        keep one lock order, Patient before Slot, against deadlocks); None for one that does
-        not exist or is deleted. One statement on PostgreSQL: a booking locks its patient and
-        its slot together."""
-        if not self.is_postgres or any(k in self._buffered_keys for k in keys):
-            rows = [self._current_row(t, i, lock=True) for t, i in keys]
-        else:
-            found = {
-                (r.res_type, r.res_id): r
-                for r in _LOCK_ALL.run(
-                    self.conn, {"types": [t for t, _ in keys], "ids": [i for _, i in keys]}
-                )
-            }
-            rows = [found.get(k) for k in keys]
-            for key, row in zip(keys, rows, strict=True):
-                if row is not None:
-                    self._locked[key] = (row.version, row.deleted)
-        return [None if row is None or row.deleted else self._resource(row.content) for row in rows]
 
     def current_version(self, res_type: str, res_id: str) -> tuple[int, bool] | None:
         row = self._current_row(res_type, res_id)

@@ -1,23 +1,18 @@
 """A row this transaction holds locked is not read again to write its next version, on each
-database; what a rolled-back savepoint knew is forgotten, and a stale version still refuses.
-Several rows locked at once are locked in the order asked for."""
+database; what a rolled-back savepoint knew is forgotten, and a stale version still refuses."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, event, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, Engine, event, update
 
 from carenet.fhir.outcomes import OperationOutcomeError
-from carenet.store.engine import build_engine
 from carenet.store.repository import Repository
-from carenet.store.schema import metadata, resources
+from carenet.store.schema import resources
 
 
 def patient(family: str) -> dict[str, Any]:
@@ -102,78 +97,3 @@ def test_a_version_changed_behind_the_repository_is_a_conflict_not_a_lost_update
         with pytest.raises(OperationOutcomeError) as err:
             repo.update("Patient", pid, {**current, "gender": "male"})
         assert err.value.status == 409
-
-
-def test_lock_all_reads_several_rows_in_one_statement_and_remembers_them(engine: Engine) -> None:
-    with engine.begin() as conn:
-        repo, first = stored_patient(conn)
-        second = str(repo.create("Patient", patient("李"))["id"])
-        gone = str(repo.create("Patient", patient("赵"))["id"])
-        repo.flush()
-        repo.delete("Patient", gone)
-        repo.flush()
-        with statements(conn, lambda s: s.startswith("SELECT") and "resources" in s) as reads:
-            got = repo.lock_all(
-                [("Patient", second), ("Patient", "nobody"), ("Patient", gone), ("Patient", first)]
-            )
-            # Both rows are known locked: writing them reads nothing more.
-            repo.update("Patient", first, {**got[3], "gender": "male"})  # type: ignore[dict-item]
-            repo.update("Patient", second, {**got[0], "gender": "female"})  # type: ignore[dict-item]
-        assert [g and g["name"][0]["family"] for g in got] == ["李", None, None, "王"]
-        assert len(reads) == (1 if engine.dialect.name == "postgresql" else 4)
-        assert repo.current_version("Patient", first) == (2, False)
-
-
-def test_lock_all_takes_the_locks_in_the_order_given(pg_url: str) -> None:
-    # Row locks are PostgreSQL's (SQLite's transaction holds the whole database's write lock).
-    engine = build_engine(pg_url)
-    metadata.create_all(engine)
-    with engine.begin() as conn:
-        repo, first = stored_patient(conn)
-        second = str(repo.create("Patient", patient("李"))["id"])
-        repo.flush()
-    holder, waiter, prober = engine.connect(), engine.connect(), engine.connect()
-    try:
-        holder.begin()
-        Repository(holder, source="test").read_for_update("Patient", second)
-        done = threading.Event()
-
-        def lock_both() -> None:
-            with waiter.begin():
-                Repository(waiter, source="test").lock_all(
-                    [("Patient", first), ("Patient", second)]
-                )
-            done.set()
-
-        t = threading.Thread(target=lock_both)
-        t.start()
-        # The waiter holds the first row while it waits for the second, which holder has.
-        deadline = time.monotonic() + 10
-        while not _locked_by_other(prober, first) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _locked_by_other(prober, first)
-        assert not done.is_set()
-        holder.rollback()
-        t.join(10)
-        assert done.is_set()
-        assert not _locked_by_other(prober, first)
-    finally:
-        for c in (holder, waiter, prober):
-            c.close()
-        engine.dispose()
-
-
-def _locked_by_other(conn: Connection, res_id: str) -> bool:
-    """Whether another transaction holds the row (FOR UPDATE NOWAIT fails)."""
-    try:
-        with conn.begin():
-            conn.execute(
-                select(resources.c.res_id)
-                .where(resources.c.res_type == "Patient", resources.c.res_id == res_id)
-                .with_for_update(nowait=True)
-            )
-    except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
-            return True
-        raise
-    return False

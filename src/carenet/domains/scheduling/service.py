@@ -349,22 +349,14 @@ def _patient_for(ctx: SchedulingContext, patient_id: str, slot_org: str | None) 
     """The patient a booking is for, if the actor may act for them (404 otherwise, as for a
     record that does not exist): patients for themselves and their wards; staff for anyone at
     their own institution's desk, and for patients whose record they may see elsewhere."""
+    a = ctx.guard.actor
     try:
         patient = ctx.repo.read_for_update("Patient", patient_id)
     except outcomes.OperationOutcomeError:
-        patient = None
-    return _may_book_for(ctx, patient_id, patient, slot_org)
-
-
-def _may_book_for(
-    ctx: SchedulingContext, patient_id: str, patient: dict[str, Any] | None, slot_org: str | None
-) -> dict[str, Any]:
-    """``patient`` (read and locked, None if unknown) if the actor may book for them; the
-    same 404 as for an unknown patient otherwise."""
-    a = ctx.guard.actor
-    if patient is None:
-        ok = False
-    elif a.role == "patient":
+        raise outcomes.not_found(
+            f"Patient/{patient_id} is not known", "Parameters.parameter.where(name='patient')"
+        ) from None
+    if a.role == "patient":
         ok = patient_id in a.patients
     elif a.role == "system":
         ok = True
@@ -372,15 +364,11 @@ def _may_book_for(
         ok = (slot_org is not None and slot_org in a.organizations) or ctx.guard.can_see(
             patient, "organization"
         )
-    if not ok or patient is None:
-        raise _unknown_patient(patient_id)
+    if not ok:
+        raise outcomes.not_found(
+            f"Patient/{patient_id} is not known", "Parameters.parameter.where(name='patient')"
+        )
     return patient
-
-
-def _unknown_patient(patient_id: str) -> outcomes.OperationOutcomeError:
-    return outcomes.not_found(
-        f"Patient/{patient_id} is not known", "Parameters.parameter.where(name='patient')"
-    )
 
 
 def _take(ctx: SchedulingContext, slot: dict[str, Any], channel: str) -> tuple[dict[str, Any], str]:
@@ -470,14 +458,8 @@ def book_appointment(
     peek = _read_slot(ctx, slot_id, lock=False)
     _refuse_if_full(ctx, peek)
     slot_org = model.owner_of(peek)
-    a = ctx.guard.actor
-    if a.role == "patient" and patient_id not in a.patients:  # before taking any lock
-        raise _unknown_patient(patient_id)
-    # One statement locks both, the patient first (the lock order of every booking step).
-    locked, slot = ctx.repo.lock_all([("Patient", patient_id), ("Slot", slot_id)])
-    patient = _may_book_for(ctx, patient_id, locked, slot_org)
-    if slot is None:  # deleted since the peek
-        slot = _read_slot(ctx, slot_id, lock=True)
+    patient = _patient_for(ctx, patient_id, slot_org)  # locks the patient first
+    slot = _read_slot(ctx, slot_id, lock=True)
     appointment = _book_into(ctx, slot, patient_id, channel)
     ctx.notify(
         patient,
