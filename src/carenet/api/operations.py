@@ -150,7 +150,6 @@ class Operation:
 
 
 @lru_cache(maxsize=1)
-@lru_cache(maxsize=1)
 def registry() -> dict[tuple[str, str], Operation]:
     """Every operation of every domain, by (resource type, code). Built once (at a server
     process's start: api/app.py), importing each domain's operations; do not change it."""

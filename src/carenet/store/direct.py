@@ -21,6 +21,7 @@ from typing import Any, Protocol, cast
 from psycopg.pq import ExecStatus
 from sqlalchemy import Boolean, Connection
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import MultipleResultsFound, NoResultFound
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -55,8 +56,10 @@ class DirectRows:
         return self._rows[0] if self._rows else None
 
     def one(self) -> Any:
-        if len(self._rows) != 1:
-            raise LookupError(f"expected exactly one row, got {len(self._rows)}")
+        if not self._rows:
+            raise NoResultFound("No row was found when one was required")
+        if len(self._rows) > 1:
+            raise MultipleResultsFound("Multiple rows were found when exactly one was required")
         return self._rows[0]
 
     def all(self) -> list[Any]:
@@ -103,15 +106,24 @@ def _needs_sqlalchemy(stmt: ClauseElement, compiled: SQLCompiler, dialect: Diale
     for bp in compiled.binds.values():
         if bp.expanding or bp.literal_execute or bp.callable is not None:
             return f"parameter {bp.key!r} is expanded or computed at execution"
-        # psycopg sends a Python bool as a PostgreSQL boolean; SQLAlchemy's processor for
-        # Boolean only refuses what is not a bool, which PostgreSQL refuses for such a column too.
+        # psycopg sends a Python bool as a PostgreSQL boolean. SQLAlchemy's processor would
+        # also turn 0 and 1 into booleans, which PostgreSQL refuses here: callers pass bools.
         if isinstance(bp.type, Boolean):
             continue
-        if bp.type.dialect_impl(dialect).bind_processor(dialect) is not None:
+        try:
+            processor = bp.type.dialect_impl(dialect).bind_processor(dialect)
+        except Exception:  # noqa: BLE001 - a type that cannot say: SQLAlchemy's path
+            return f"parameter {bp.key!r} has a type whose conversion is unknown"
+        if processor is not None:
             return f"parameter {bp.key!r} is converted by its type"
     for col in getattr(stmt, "exported_columns", ()):
-        impl = col.type.dialect_impl(dialect)
-        if impl.result_processor(dialect, None) is not None:
+        try:
+            # Some types need the column's database type to answer (numeric: psycopg's
+            # NUMERIC raised on None): any answer but "nothing to do" keeps SQLAlchemy's path.
+            processor = col.type.dialect_impl(dialect).result_processor(dialect, None)
+        except Exception:  # noqa: BLE001
+            return f"column {col.key!r} has a type whose conversion is unknown"
+        if processor is not None:
             return f"column {col.key!r} is converted by its type"
     return None
 
@@ -156,14 +168,19 @@ def run_sql(
     """Send ``sql`` (psycopg's placeholders) on ``conn``'s PostgreSQL connection, in its
     transaction; ``prepare`` as psycopg's (None: its threshold decides). Rows are tuples, or
     named as the columns of ``plan``'s statement."""
+    if not conn.in_transaction():
+        # SQLAlchemy's own path begins a transaction here ("autobegin"); without it psycopg
+        # would open one that SQLAlchemy neither commits nor knows to roll back.
+        conn.begin()
     fairy = conn.connection
     raw: Any = fairy.driver_connection
-    # One cursor per connection, kept while it is open: a new cursor per statement (its own
-    # adapters map, its row maker) was a tenth of psycopg's part of a statement.
-    cursor = fairy.info.get(_CURSOR)
-    if cursor is None or cursor.closed or cursor.connection is not raw:
-        cursor = fairy.info[_CURSOR] = raw.cursor()
+    cursor: Any = None
     try:
+        # One cursor per connection, kept while it is open: a new cursor per statement (its
+        # own adapters map, its row maker) was a tenth of psycopg's part of a statement.
+        cursor = fairy.info.get(_CURSOR)
+        if cursor is None or cursor.closed or cursor.connection is not raw:
+            cursor = fairy.info[_CURSOR] = raw.cursor()
         for listener in conn.dispatch.before_cursor_execute:
             listener(conn, cursor, sql, params, None, False)
         cursor.execute(sql, params, prepare=prepare)
@@ -173,6 +190,6 @@ def run_sql(
         if rows and plan is not None:
             make = plan.row or plan.learn_row(cursor)
             rows = [make(r) for r in rows]
-    except Exception as exc:  # noqa: BLE001 - SQLAlchemy wraps, invalidates and re-raises it
+    except BaseException as exc:  # SQLAlchemy wraps, invalidates and re-raises it
         conn._handle_dbapi_exception(exc, sql, params, cursor, None)  # noqa: SLF001
     return DirectRows(rows, rowcount)

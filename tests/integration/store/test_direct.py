@@ -130,6 +130,8 @@ def test_a_constraint_violation_is_sqlalchemys_error_without_the_values(pg_url):
             # The transaction is usable again, on a new cursor (SQLAlchemy closed the old one).
             assert _ADD.run(conn, {"id": 7, "n": "赵敏"}).rowcount == 1
             conn.commit()
+        with engine.connect() as conn:
+            assert conn.execute(select(_people.c.name).where(_people.c.id == 7)).scalar() == "赵敏"
     finally:
         engine.dispose()
 
@@ -151,3 +153,20 @@ def test_a_connection_cut_mid_transaction_is_invalidated_and_replaced(pg_url, pg
     finally:
         engine.dispose()
         admin.dispose()
+
+
+def test_a_first_statement_begins_sqlalchemys_transaction_as_its_own_path_does(db_url):
+    engine = _seeded(db_url)
+    try:
+        with engine.connect() as conn:
+            assert not conn.in_transaction()
+            _ADD.run(conn, {"id": 8, "n": "钱进"})
+            assert conn.in_transaction()
+            conn.commit()  # commits it: not a transaction SQLAlchemy knows nothing of
+        with engine.connect() as conn:
+            assert conn.execute(select(_people.c.name).where(_people.c.id == 8)).scalar() == "钱进"
+            _ADD.run(conn, {"id": 9, "n": "孙丽"})
+            conn.rollback()
+            assert conn.execute(select(_people.c.id).where(_people.c.id == 9)).first() is None
+    finally:
+        engine.dispose()

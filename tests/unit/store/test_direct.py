@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     Integer,
     MetaData,
+    Numeric,
     PickleType,
     String,
     Table,
@@ -31,6 +32,7 @@ _t = Table(
     Column("id", Integer, primary_key=True),
     Column("doc", JSON),
     Column("blob", PickleType),
+    Column("amount", Numeric(10, 2)),
     Column("code", String(8), default="x"),
 )
 
@@ -68,6 +70,7 @@ def test_a_literal_value_in_a_statement_is_sent_as_its_parameter():
         (select(_t.c.id).where(_t.c.id.in_(bindparam("ids", expanding=True))), "expanded"),
         (select(_t.c.id).where(_t.c.doc == bindparam("d", type_=JSON)), "converted by its type"),
         (select(_t.c.blob).where(_t.c.id == bindparam("i")), "column 'blob' is converted"),
+        (select(_t.c.amount).where(_t.c.id == bindparam("i")), "column 'amount'"),
         (insert(_t).values(id=bindparam("id")), "column defaults computed at execution"),
     ],
 )
