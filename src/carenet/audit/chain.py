@@ -40,7 +40,8 @@ DEFAULT_CHAINS = 8
 _TX_CHAIN_KEY = "carenet.audit.chain"
 
 # Built once: constructing and cache-keying statements was a third of an append's cost.
-_LOCK_HEAD = (
+# Prebuilt: run on the driver's cursor on PostgreSQL (store/direct.py).
+_LOCK_HEAD = Prebuilt(
     select(audit_chain_heads.c.seq, audit_chain_heads.c.last_hash)
     .where(audit_chain_heads.c.chain_id == bindparam("cid"))
     .with_for_update()  # rendered on PostgreSQL only; SQLite holds the database write lock
@@ -57,7 +58,9 @@ _MOVE_HEAD = (
 _EVENT = {c.name: bindparam(f"e_{c.name}", type_=c.type) for c in audit_events.columns}
 # PostgreSQL: the event insert and the head move in one statement, one round trip fewer while
 # the head is locked.
-_INSERT_AND_MOVE_HEAD = _MOVE_HEAD.add_cte(insert(audit_events).values(_EVENT).cte("new_event"))
+_INSERT_AND_MOVE_HEAD = Prebuilt(
+    _MOVE_HEAD.add_cte(insert(audit_events).values(_EVENT).cte("new_event"))
+)
 
 # PostgreSQL, the head known: move it if it is still that one, and insert the event only then.
 _MOVE_KNOWN_HEAD = (
@@ -68,18 +71,14 @@ _MOVE_KNOWN_HEAD = (
     .returning(audit_chain_heads.c.chain_id)
     .cte("moved")
 )
-_APPEND_IF_HEAD_KNOWN = (
+_APPEND_IF_HEAD_KNOWN = Prebuilt(
     insert(audit_events)
     .add_cte(_MOVE_KNOWN_HEAD)
     .from_select(list(_EVENT), select(*_EVENT.values()).select_from(_MOVE_KNOWN_HEAD))
     # SQLAlchemy keeps an INSERT's row count only when asked to.
     .execution_options(preserve_rowcount=True)
 )
-# The statements of every append, run on the driver's cursor on PostgreSQL (store/direct.py).
-_RUN_LOCK_HEAD = Prebuilt(_LOCK_HEAD)
-_RUN_MOVE_HEAD = Prebuilt(_MOVE_HEAD)
-_RUN_INSERT_AND_MOVE_HEAD = Prebuilt(_INSERT_AND_MOVE_HEAD)
-_RUN_APPEND_IF_HEAD_KNOWN = Prebuilt(_APPEND_IF_HEAD_KNOWN)
+_RUN_MOVE_HEAD = Prebuilt(_MOVE_HEAD)  # _MOVE_HEAD itself is the base of the two above
 
 
 class _Claim:
@@ -183,7 +182,7 @@ def append_many(
     known = _thread.heads.pop(chain_id, None) if postgres else None
     if known is not None and len(prepared) == 1:
         rows, move = _link(prepared, chain_id, *known)
-        moved = _RUN_APPEND_IF_HEAD_KNOWN.run(
+        moved = _APPEND_IF_HEAD_KNOWN.run(
             conn,
             {**_event_params(rows[0], move), "known_seq": known[0], "known_hash": known[1]},
         )
@@ -202,7 +201,7 @@ def append_many(
         # finds the head unmoved, and takes this path again.
         _thread.heads[chain_id] = (move["new_seq"], move["new_hash"])
     if len(rows) == 1 and postgres:
-        _RUN_INSERT_AND_MOVE_HEAD.run(conn, _event_params(rows[0], move))
+        _INSERT_AND_MOVE_HEAD.run(conn, _event_params(rows[0], move))
         return
     # One row goes as a plain execute: the executemany path costs several times more.
     conn.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
@@ -266,10 +265,10 @@ def _chain_of_transaction(
 
 
 def _lock_head(conn: Connection, chain_id: int) -> tuple[int, str]:
-    row = _RUN_LOCK_HEAD.run(conn, {"cid": chain_id}).first()
+    row = _LOCK_HEAD.run(conn, {"cid": chain_id}).first()
     if row is None:
         _create_head(conn, chain_id)
-        row = _RUN_LOCK_HEAD.run(conn, {"cid": chain_id}).one()
+        row = _LOCK_HEAD.run(conn, {"cid": chain_id}).one()
     return int(row.seq), str(row.last_hash)
 
 

@@ -76,17 +76,20 @@ class _Plan:
     """A statement compiled for PostgreSQL once: its SQL, the values of its literal
     parameters, and whether it may be sent without SQLAlchemy."""
 
-    __slots__ = ("sql", "defaults", "direct", "why", "row")
+    __slots__ = ("sql", "defaults", "why", "row")
 
     def __init__(self, stmt: ClauseElement, dialect: Dialect) -> None:
         compiled = cast(SQLCompiler, stmt.compile(dialect=dialect))
         self.sql = compiled.string
         self.why = _needs_sqlalchemy(stmt, compiled, dialect)
-        self.direct = self.why is None
         self.row: Callable[[Sequence[Any]], Any] | None = None  # named rows, once seen
         self.defaults = {
             name: bp.effective_value for bp, name in compiled.bind_names.items() if not bp.required
         }
+
+    @property
+    def direct(self) -> bool:
+        return self.why is None
 
     def learn_row(self, cursor: Any) -> Callable[[Sequence[Any]], Any]:
         """The maker of this statement's named rows, from its first result's columns."""
@@ -132,8 +135,8 @@ class Prebuilt:
     """A statement built once and run many times: ``Prebuilt(select(...)).run(conn, {...})``.
 
     On PostgreSQL it is compiled once and, if SQLAlchemy adds nothing to it there (see the
-    module docstring), sent on a new psycopg cursor in the connection's transaction; otherwise,
-    and on SQLite, ``conn.execute`` runs it."""
+    module docstring), sent on the connection's psycopg cursor in its transaction (run_sql);
+    otherwise, and on SQLite, ``conn.execute`` runs it."""
 
     __slots__ = ("stmt", "_plan")
 
@@ -148,13 +151,11 @@ class Prebuilt:
         return plan
 
     def run(self, conn: Connection, params: Mapping[str, Any]) -> Rows:
-        if conn.dialect.name != POSTGRESQL:
-            return conn.execute(self.stmt, params)  # type: ignore[call-overload]
-        plan = self.plan(conn.dialect)
-        if not plan.direct:
+        plan = self.plan(conn.dialect) if conn.dialect.name == POSTGRESQL else None
+        if plan is None or not plan.direct:
             return conn.execute(self.stmt, params)  # type: ignore[call-overload]
         values = {**plan.defaults, **params} if plan.defaults else params
-        return run_sql(conn, plan.sql, values, prepare=None, plan=plan)
+        return run_sql(conn, plan.sql, values, plan=plan)
 
 
 def run_sql(
@@ -162,12 +163,12 @@ def run_sql(
     sql: str,
     params: Mapping[str, Any] | Sequence[Any],
     *,
-    prepare: bool | None,
     plan: _Plan | None = None,
 ) -> DirectRows:
     """Send ``sql`` (psycopg's placeholders) on ``conn``'s PostgreSQL connection, in its
-    transaction; ``prepare`` as psycopg's (None: its threshold decides). Rows are tuples, or
-    named as the columns of ``plan``'s statement."""
+    transaction; prepared, as on SQLAlchemy's path, once psycopg's threshold is reached (and
+    never inside store.engine.value_plans). Rows are tuples, or named as the columns of
+    ``plan``'s statement."""
     if not conn.in_transaction():
         # SQLAlchemy's own path begins a transaction here ("autobegin"); without it psycopg
         # would open one that SQLAlchemy neither commits nor knows to roll back.
@@ -183,7 +184,7 @@ def run_sql(
             cursor = fairy.info[_CURSOR] = raw.cursor()
         for listener in conn.dispatch.before_cursor_execute:
             listener(conn, cursor, sql, params, None, False)
-        cursor.execute(sql, params, prepare=prepare)
+        cursor.execute(sql, params)
         result = cursor.pgresult
         rows = cursor.fetchall() if result is not None and result.status == TUPLES_OK else []
         rowcount = cursor.rowcount

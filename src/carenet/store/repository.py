@@ -248,7 +248,7 @@ class Repository:
             )
             params.append(Json(rows, dumps=_rows_json))
         if parts:
-            run_sql(self.conn, "WITH " + ", ".join(parts) + " SELECT 1", params, prepare=None)
+            run_sql(self.conn, "WITH " + ", ".join(parts) + " SELECT 1", params)
 
     def has_buffered(self) -> bool:
         return bool(self._buffer or self._stale)

@@ -43,9 +43,9 @@ HOT = {
     "version write": repository._WRITE_VERSION,
     "read with targets": repository._WITH_TARGETS,
     "referencing": repository._REFERENCING,
-    "audit append, head known": chain._RUN_APPEND_IF_HEAD_KNOWN,
-    "audit append, head locked": chain._RUN_INSERT_AND_MOVE_HEAD,
-    "audit head lock": chain._RUN_LOCK_HEAD,
+    "audit append, head known": chain._APPEND_IF_HEAD_KNOWN,
+    "audit append, head locked": chain._INSERT_AND_MOVE_HEAD,
+    "audit head lock": chain._LOCK_HEAD,
     "audit head move": chain._RUN_MOVE_HEAD,
     "outbox row": outbox._QUEUE,
 }
