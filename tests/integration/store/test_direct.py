@@ -66,6 +66,16 @@ def engine(db_url):
         engine.dispose()
 
 
+@pytest.fixture
+def pg_engine(pg_url):
+    """The same table on PostgreSQL only: the direct path is PostgreSQL's."""
+    engine = _seeded(pg_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def test_rows_are_those_sqlalchemy_gives_with_the_same_names(engine):
     with engine.connect() as conn:
         direct = _BY_STATUS.run(conn, {"low": 1}).all()
@@ -82,58 +92,46 @@ def test_rows_are_those_sqlalchemy_gives_with_the_same_names(engine):
         assert conn.execute(select(_people.c.name).where(_people.c.id == 3)).scalar() == "张伟伟"
 
 
-def test_statements_on_postgresql_skip_sqlalchemy_and_reuse_one_cursor(pg_url):
-    engine = _seeded(pg_url)
-    try:
-        with engine.connect() as conn:
-            contexts: list[object] = []
-            cursors: list[object] = []
+def test_statements_on_postgresql_skip_sqlalchemy_and_reuse_one_cursor(pg_engine):
+    with pg_engine.connect() as conn:
+        contexts: list[object] = []
+        cursors: list[object] = []
 
-            def seen(_c, cursor, _s, _p, context, _m):
-                contexts.append(context)
-                cursors.append(cursor)
+        def seen(_c, cursor, _s, _p, context, _m):
+            contexts.append(context)
+            cursors.append(cursor)
 
-            event.listen(conn, "before_cursor_execute", seen)
-            _BY_STATUS.run(conn, {"low": 1})
-            _BY_STATUS.run(conn, {"low": 2})
-            # No SQLAlchemy execution context: the statement went to the cursor directly.
-            assert contexts == [None, None]
-            assert cursors[0] is cursors[1]
-    finally:
-        engine.dispose()
+        event.listen(conn, "before_cursor_execute", seen)
+        _BY_STATUS.run(conn, {"low": 1})
+        _BY_STATUS.run(conn, {"low": 2})
+        # No SQLAlchemy execution context: the statement went to the cursor directly.
+        assert contexts == [None, None]
+        assert cursors[0] is cursors[1]
 
 
-def test_a_write_is_tracked_and_a_read_is_not(pg_url):
-    engine = _seeded(pg_url)
-    try:
-        with engine.connect() as conn:
-            conn.info.pop(WROTE, None)
-            _BY_STATUS.run(conn, {"low": 1})
-            assert WROTE not in conn.info
-            _RENAME.run(conn, {"i": 1, "n": "x"})
-            assert conn.info[WROTE] is True
-            conn.rollback()
-    finally:
-        engine.dispose()
+def test_a_write_is_tracked_and_a_read_is_not(pg_engine):
+    with pg_engine.connect() as conn:
+        conn.info.pop(WROTE, None)
+        _BY_STATUS.run(conn, {"low": 1})
+        assert WROTE not in conn.info
+        _RENAME.run(conn, {"i": 1, "n": "x"})
+        assert conn.info[WROTE] is True
+        conn.rollback()
 
 
-def test_a_constraint_violation_is_sqlalchemys_error_without_the_values(pg_url):
-    engine = _seeded(pg_url)
-    try:
-        with engine.connect() as conn:
+def test_a_constraint_violation_is_sqlalchemys_error_without_the_values(pg_engine):
+    with pg_engine.connect() as conn:
+        _ADD.run(conn, {"id": 7, "n": "13800138000"})
+        with pytest.raises(IntegrityError) as err:
             _ADD.run(conn, {"id": 7, "n": "13800138000"})
-            with pytest.raises(IntegrityError) as err:
-                _ADD.run(conn, {"id": 7, "n": "13800138000"})
-            assert err.value.connection_invalidated is False
-            assert "13800138000" not in str(err.value)
-            conn.rollback()
-            # The transaction is usable again, on a new cursor (SQLAlchemy closed the old one).
-            assert _ADD.run(conn, {"id": 7, "n": "赵敏"}).rowcount == 1
-            conn.commit()
-        with engine.connect() as conn:
-            assert conn.execute(select(_people.c.name).where(_people.c.id == 7)).scalar() == "赵敏"
-    finally:
-        engine.dispose()
+        assert err.value.connection_invalidated is False
+        assert "13800138000" not in str(err.value)
+        conn.rollback()
+        # The transaction is usable again, on a new cursor (SQLAlchemy closed the old one).
+        assert _ADD.run(conn, {"id": 7, "n": "赵敏"}).rowcount == 1
+        conn.commit()
+    with pg_engine.connect() as conn:
+        assert conn.execute(select(_people.c.name).where(_people.c.id == 7)).scalar() == "赵敏"
 
 
 def test_a_connection_cut_mid_transaction_is_invalidated_and_replaced(pg_url, pg_server):
@@ -155,18 +153,14 @@ def test_a_connection_cut_mid_transaction_is_invalidated_and_replaced(pg_url, pg
         admin.dispose()
 
 
-def test_a_first_statement_begins_sqlalchemys_transaction_as_its_own_path_does(db_url):
-    engine = _seeded(db_url)
-    try:
-        with engine.connect() as conn:
-            assert not conn.in_transaction()
-            _ADD.run(conn, {"id": 8, "n": "钱进"})
-            assert conn.in_transaction()
-            conn.commit()  # commits it: not a transaction SQLAlchemy knows nothing of
-        with engine.connect() as conn:
-            assert conn.execute(select(_people.c.name).where(_people.c.id == 8)).scalar() == "钱进"
-            _ADD.run(conn, {"id": 9, "n": "孙丽"})
-            conn.rollback()
-            assert conn.execute(select(_people.c.id).where(_people.c.id == 9)).first() is None
-    finally:
-        engine.dispose()
+def test_a_first_statement_begins_sqlalchemys_transaction_as_its_own_path_does(engine):
+    with engine.connect() as conn:
+        assert not conn.in_transaction()
+        _ADD.run(conn, {"id": 8, "n": "钱进"})
+        assert conn.in_transaction()
+        conn.commit()  # commits it: not a transaction SQLAlchemy knows nothing of
+    with engine.connect() as conn:
+        assert conn.execute(select(_people.c.name).where(_people.c.id == 8)).scalar() == "钱进"
+        _ADD.run(conn, {"id": 9, "n": "孙丽"})
+        conn.rollback()
+        assert conn.execute(select(_people.c.id).where(_people.c.id == 9)).first() is None
